@@ -1,0 +1,132 @@
+/**
+ * The headers one request needs: `Authorization: Bearer …` first, then the service header (dual pattern), values
+ * `Redacted` until the moment they are written; plus an `HttpClient` middleware that applies them and recovers once
+ * from a 401, for Effect users calling HTTP APIs directly.
+ *
+ * @since 0.1.0
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as AccessToken from "./AccessToken.js"
+import * as RequestContext from "./RequestContext.js"
+import type { ServiceTokenError, TokenError } from "./ServiceAccountError.js"
+import { ServiceToken } from "./ServiceToken.js"
+import { TokenProvider } from "./TokenProvider.js"
+
+/**
+ * The headers for one request and the bearer token they carry (needed to invalidate it after a 401).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface AuthHeaderSet {
+  readonly token: AccessToken.AccessToken
+  /** In order: `Authorization`, then the service header if any. */
+  readonly headers: ReadonlyArray<readonly [name: string, value: Redacted.Redacted<string>]>
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface AuthHeaders {
+  readonly forRequest: (
+    request: RequestContext.RequestContext
+  ) => Effect.Effect<AuthHeaderSet, TokenError | ServiceTokenError>
+  /** Compare-and-invalidate the bearer token a request was rejected with. */
+  readonly invalidate: (rejected: AccessToken.AccessToken) => Effect.Effect<boolean>
+}
+
+/**
+ * @since 0.1.0
+ * @category Tags
+ */
+export const AuthHeaders: Context.Tag<AuthHeaders, AuthHeaders> = Context.GenericTag<AuthHeaders>(
+  "@mcp-auth/service-account/AuthHeaders"
+)
+
+const bearerHeaders = new WeakMap<AccessToken.AccessToken, readonly [string, Redacted.Redacted<string>]>()
+
+const bearerHeader = (token: AccessToken.AccessToken): readonly [string, Redacted.Redacted<string>] => {
+  let header = bearerHeaders.get(token)
+  if (header === undefined) {
+    header = ["Authorization", Redacted.make(AccessToken.authorization(token))] as const
+    bearerHeaders.set(token, header)
+  }
+  return header
+}
+
+/**
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make: Effect.Effect<AuthHeaders, never, TokenProvider | ServiceToken> = Effect.gen(function*() {
+  const provider = yield* TokenProvider
+  const serviceToken = yield* ServiceToken
+  return {
+    forRequest: (request) =>
+      Effect.flatMap(provider.get, (token) =>
+        Effect.map(serviceToken.get(request), (service): AuthHeaderSet => ({
+          token,
+          headers: Option.isNone(service)
+            ? [bearerHeader(token)]
+            : [bearerHeader(token), [service.value.name, service.value.value]]
+        }))),
+    invalidate: provider.invalidate
+  }
+})
+
+/**
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layer: Layer.Layer<AuthHeaders, never, TokenProvider | ServiceToken> = Layer.effect(AuthHeaders, make)
+
+/**
+ * The header values in clear, for the one place that writes them onto a request.
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const toRecord = (set: AuthHeaderSet): Record<string, string> => {
+  const out: Record<string, string> = {}
+  for (const [name, value] of set.headers) out[name] = Redacted.value(value)
+  return out
+}
+
+const apply = (request: HttpClientRequest.HttpClientRequest, set: AuthHeaderSet) =>
+  HttpClientRequest.setHeaders(request, toRecord(set))
+
+const contextOf = (request: HttpClientRequest.HttpClientRequest): RequestContext.RequestContext =>
+  RequestContext.make(request.url, request.method)
+
+/**
+ * Wraps an `HttpClient` so every request carries the auth headers. On a 401 the rejected token is invalidated
+ * (compare-and-invalidate) and the request is sent once more with a fresh token, when its body can be replayed
+ * (not a stream). Token and service-token failures reach the caller as typed errors.
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const withAuthHeaders = <E, R>(
+  client: HttpClient.HttpClient.With<E, R>
+): Effect.Effect<HttpClient.HttpClient.With<E | TokenError | ServiceTokenError, R>, never, AuthHeaders> =>
+  Effect.map(AuthHeaders, (auth) =>
+    HttpClient.makeWith(
+      (requestEffect: Effect.Effect<HttpClientRequest.HttpClientRequest>) =>
+        Effect.flatMap(requestEffect, (request) =>
+          Effect.gen(function*() {
+            const context = contextOf(request)
+            const first = yield* auth.forRequest(context)
+            const response = yield* client.execute(apply(request, first))
+            if (response.status !== 401 || request.body._tag === "Stream") return response
+            yield* auth.invalidate(first.token)
+            return yield* client.execute(apply(request, yield* auth.forRequest(context)))
+          })),
+      Effect.succeed
+    ))

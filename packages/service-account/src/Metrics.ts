@@ -1,0 +1,112 @@
+/**
+ * The metrics mcp-auth records, as Effect `Metric`s. Every metric carries a `provider` tag (the provider's name, by
+ * default its `client_id`); labels never hold a secret or a token. Export them with any Effect metrics exporter, for
+ * example `@effect/opentelemetry`'s `NodeSdk.layer({ metricReader })`, or read them with `Metric.value` /
+ * `Metric.snapshot`.
+ *
+ * @since 0.1.0
+ */
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+
+const latencyBoundaries = MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 16 })
+
+/**
+ * Token endpoint requests by `outcome`: `success`, or the error tag (`InvalidCredentialsError`, `RateLimitedError`, …).
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const tokenRequests = Metric.counter("mcp_auth_token_requests_total", {
+  description: "Token endpoint requests, by outcome",
+  incremental: true
+})
+
+/**
+ * `get` calls answered from the cached token without waiting.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const cacheHits = Metric.counter("mcp_auth_token_cache_hits_total", {
+  description: "Token requests answered from the cache",
+  incremental: true
+})
+
+/**
+ * Callers that had to wait for a token (no usable token in the cache), by `role`: `leader` started the fetch,
+ * `coalesced` joined a fetch already in flight.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const waiters = Metric.counter("mcp_auth_token_waiters_total", {
+  description: "Callers that waited for a token fetch; role=coalesced joined one already in flight",
+  incremental: true
+})
+
+/**
+ * Seconds callers spent waiting for a token.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const waitSeconds = Metric.histogram(
+  "mcp_auth_token_wait_seconds",
+  latencyBoundaries,
+  "Seconds a caller waited for a token"
+)
+
+/**
+ * Seconds one token fetch took, retries included, by `mode` (`blocking` or `background`).
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const fetchSeconds = Metric.histogram(
+  "mcp_auth_token_fetch_seconds",
+  latencyBoundaries,
+  "Seconds a token fetch took, retries included"
+)
+
+/**
+ * 1 while a background refresh is failing and the still-valid token is being served, else 0.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const degraded = Metric.gauge("mcp_auth_token_degraded", {
+  description: "1 while serving a still-valid token because refreshing it fails"
+})
+
+/**
+ * Seconds of life left in the cached token, updated whenever the provider's state changes or is read.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const tokenLifeLeftSeconds = Metric.gauge("mcp_auth_token_life_left_seconds", {
+  description: "Seconds until the cached token expires"
+})
+
+/**
+ * Cached tokens dropped because a resource server rejected them (401), after compare-and-invalidate.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const unauthorizedRefreshes = Metric.counter("mcp_auth_unauthorized_refreshes_total", {
+  description: "Cached tokens dropped after a 401 from the resource server",
+  incremental: true
+})
+
+/**
+ * Service-token function calls by `outcome` (`success` or the failure reason).
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const serviceTokenCalls = Metric.counter("mcp_auth_service_token_calls_total", {
+  description: "Service token resolutions, by outcome",
+  incremental: true
+})

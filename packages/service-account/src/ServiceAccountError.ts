@@ -1,0 +1,456 @@
+/**
+ * Every failure mcp-auth reports, as typed errors a worker can act on.
+ *
+ * Each error's `message` says what happened and what to do. No error carries the client secret, an access token, a
+ * service token, the Basic credential or a raw response body: fields hold only URLs (without user info or query),
+ * status codes, OAuth error codes and bounded, scrubbed server descriptions.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+
+/**
+ * @since 0.1.0
+ * @category Type IDs
+ */
+export const TypeId: unique symbol = Symbol.for("@mcp-auth/service-account/ServiceAccountError")
+
+/**
+ * @since 0.1.0
+ * @category Type IDs
+ */
+export type TypeId = typeof TypeId
+
+const seconds = (d: Duration.Duration): string => {
+  const ms = Duration.toMillis(d)
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`
+}
+
+const oauthDetail = (error: string | undefined, description: string | undefined): string =>
+  error === undefined ? "" : description ? `${error}: ${description}` : error
+
+/**
+ * The token endpoint rejected the client: HTTP 401, or `invalid_client` / `unauthorized_client` (RFC 6749 §5.2).
+ * Retrying will not help; fix `client_id` / `client_secret` (or the client's grants at the identity provider).
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class InvalidCredentialsError extends Schema.TaggedError<InvalidCredentialsError>(
+  "@mcp-auth/service-account/InvalidCredentialsError"
+)("InvalidCredentialsError", {
+  tokenUrl: Schema.String,
+  status: Schema.Number,
+  error: Schema.optional(Schema.String),
+  errorDescription: Schema.optional(Schema.String)
+}) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    const detail = oauthDetail(this.error, this.errorDescription)
+    return `Invalid service account credentials (${
+      detail ? `${detail}, ` : ""
+    }HTTP ${this.status} from ${this.tokenUrl})` +
+      ": check client_id and client_secret, and that the client may use the client_credentials grant"
+  }
+}
+
+/**
+ * The token endpoint is rate limiting this client (HTTP 429). `retryAfter` is the server's `Retry-After`
+ * (delta-seconds, HTTP-date or `retry-after-ms`) when it sent one, or the time left in the shared cool-down.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class RateLimitedError extends Schema.TaggedError<RateLimitedError>(
+  "@mcp-auth/service-account/RateLimitedError"
+)("RateLimitedError", {
+  tokenUrl: Schema.String,
+  status: Schema.Number,
+  retryAfter: Schema.optional(Schema.DurationFromSelf)
+}) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    const wait = this.retryAfter ? `retry after ${seconds(this.retryAfter)}` : "wait before retrying"
+    return `Service account rate limit exceeded (HTTP ${this.status} from ${this.tokenUrl}): ${wait}`
+  }
+}
+
+/**
+ * The TLS handshake with the token endpoint failed, typically certificate verification. `code` is Node's certificate
+ * error code (`SELF_SIGNED_CERT_IN_CHAIN`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `DEPTH_ZERO_SELF_SIGNED_CERT`,
+ * `ERR_TLS_CERT_ALTNAME_INVALID`, …).
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class TlsError extends Schema.TaggedError<TlsError>("@mcp-auth/service-account/TlsError")("TlsError", {
+  url: Schema.String,
+  code: Schema.String,
+  reason: Schema.String
+}) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    const hint = this.code === "ERR_TLS_CERT_ALTNAME_INVALID"
+      ? "the certificate does not name this host: use the host name the certificate was issued for"
+      : "if the server uses an internal certificate authority, set ca_file to its PEM bundle"
+    return `TLS certificate verification failed for ${this.url} (${this.code}: ${this.reason}): ${hint}`
+  }
+}
+
+/**
+ * The token request did not complete within `timeout_seconds`.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class TokenTimeoutError extends Schema.TaggedError<TokenTimeoutError>(
+  "@mcp-auth/service-account/TokenTimeoutError"
+)("TokenTimeoutError", {
+  tokenUrl: Schema.String,
+  timeout: Schema.DurationFromSelf
+}) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return `Service account token request timed out after ${seconds(this.timeout)} (${this.tokenUrl})` +
+      ": check that the token endpoint is reachable, or raise timeout_seconds"
+  }
+}
+
+/**
+ * The token endpoint could not be reached (DNS, refused or reset connection, …).
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class NetworkError extends Schema.TaggedError<NetworkError>("@mcp-auth/service-account/NetworkError")(
+  "NetworkError",
+  {
+    url: Schema.String,
+    code: Schema.optional(Schema.String),
+    reason: Schema.String
+  }
+) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return `Service account token request failed: could not reach ${this.url} (${this.code ?? this.reason})` +
+      ": check token_url, DNS, proxies and firewalls"
+  }
+}
+
+/**
+ * Why a successful (HTTP 200) token response was rejected.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export const MalformedReason = Schema.Literal(
+  "not_json",
+  "not_object",
+  "missing_access_token",
+  "token_type",
+  "expires_in",
+  "scope",
+  "too_large"
+)
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export type MalformedReason = typeof MalformedReason.Type
+
+/**
+ * The token endpoint answered 200 with a body that is not a valid RFC 6749 §5.1 token response. `detail` never
+ * contains the body itself.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class MalformedResponseError extends Schema.TaggedError<MalformedResponseError>(
+  "@mcp-auth/service-account/MalformedResponseError"
+)("MalformedResponseError", {
+  tokenUrl: Schema.String,
+  reason: MalformedReason,
+  detail: Schema.String
+}) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return this.reason === "missing_access_token"
+      ? `Access token not found in token response from ${this.tokenUrl}: ${this.detail}`
+      : `Malformed token response from ${this.tokenUrl}: ${this.detail}`
+  }
+}
+
+/**
+ * The token endpoint answered with an error status: an RFC 6749 §5.2 error (`error`, `errorDescription`) when the body
+ * carried one (for example `invalid_scope`), otherwise just the status. `retryAfter` is set when the server sent
+ * `Retry-After` (typically with 503).
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class TokenEndpointError extends Schema.TaggedError<TokenEndpointError>(
+  "@mcp-auth/service-account/TokenEndpointError"
+)("TokenEndpointError", {
+  tokenUrl: Schema.String,
+  status: Schema.Number,
+  error: Schema.optional(Schema.String),
+  errorDescription: Schema.optional(Schema.String),
+  retryAfter: Schema.optional(Schema.DurationFromSelf)
+}) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    const detail = oauthDetail(this.error, this.errorDescription)
+    const what = detail ? `OAuth error ${detail}` : "no OAuth error in the response body"
+    return `Service account token request failed: HTTP ${this.status} from ${this.tokenUrl} (${what})` +
+      `: ${hintFor(this.status, this.error)}`
+  }
+}
+
+const hintFor = (status: number, error: string | undefined): string => {
+  switch (error) {
+    case "invalid_scope":
+      return "check scopes against what the client is allowed to request"
+    case "invalid_target":
+      return "check resource / audience"
+    case "unsupported_grant_type":
+      return "enable the client_credentials grant for this client"
+    case "invalid_request":
+      return "check auth_method and the other token request parameters"
+  }
+  return status >= 500 ? "the identity provider failed; it is retried automatically" : "check token_url"
+}
+
+/**
+ * The service token (the second header of the dual pattern) could not be produced.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class ServiceTokenError extends Schema.TaggedError<ServiceTokenError>(
+  "@mcp-auth/service-account/ServiceTokenError"
+)("ServiceTokenError", {
+  reason: Schema.Literal("function_failed", "empty_token", "invalid_header", "invalid_result", "load_failed"),
+  detail: Schema.String,
+  header: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect)
+}) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    switch (this.reason) {
+      case "load_failed":
+        return `Failed to load service token function: ${this.detail}`
+      case "function_failed":
+        return `Failed to get service token from function: ${this.detail}`
+      case "empty_token":
+        return `Service token for header ${this.header ?? "?"} is empty: ${this.detail}`
+      case "invalid_header":
+        return `Invalid service token header: ${this.detail}`
+      case "invalid_result":
+        return `Service token function returned an unusable value: ${this.detail}`
+    }
+  }
+}
+
+/**
+ * One problem found in a configuration, with the path of the offending key and what to do.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export class ConfigIssue extends Schema.Class<ConfigIssue>("@mcp-auth/service-account/ConfigIssue")({
+  path: Schema.String,
+  message: Schema.String
+}) {
+  /**
+   * @since 0.1.0
+   */
+  override toString(): string {
+    return this.path ? `${this.path}: ${this.message}` : this.message
+  }
+}
+
+/**
+ * A configuration was rejected. `issues` lists every problem at once.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class ConfigurationError extends Schema.TaggedError<ConfigurationError>(
+  "@mcp-auth/service-account/ConfigurationError"
+)("ConfigurationError", {
+  issues: Schema.Array(ConfigIssue)
+}) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    const n = this.issues.length
+    return `Invalid service account configuration (${n} problem${n === 1 ? "" : "s"}):\n` +
+      this.issues.map((issue) => `  - ${issue.toString()}`).join("\n")
+  }
+}
+
+/**
+ * Every way getting a bearer token can fail.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export type TokenError =
+  | InvalidCredentialsError
+  | RateLimitedError
+  | TlsError
+  | TokenTimeoutError
+  | NetworkError
+  | MalformedResponseError
+  | TokenEndpointError
+
+/**
+ * @since 0.1.0
+ * @category Schemas
+ */
+export const TokenError: Schema.Union<[
+  typeof InvalidCredentialsError,
+  typeof RateLimitedError,
+  typeof TlsError,
+  typeof TokenTimeoutError,
+  typeof NetworkError,
+  typeof MalformedResponseError,
+  typeof TokenEndpointError
+]> = Schema.Union(
+  InvalidCredentialsError,
+  RateLimitedError,
+  TlsError,
+  TokenTimeoutError,
+  NetworkError,
+  MalformedResponseError,
+  TokenEndpointError
+)
+
+/**
+ * @since 0.1.0
+ * @category Errors
+ */
+export type ServiceAccountError = TokenError | ServiceTokenError | ConfigurationError
+
+/**
+ * @since 0.1.0
+ * @category Schemas
+ */
+export const ServiceAccountError: Schema.Union<[
+  typeof InvalidCredentialsError,
+  typeof RateLimitedError,
+  typeof TlsError,
+  typeof TokenTimeoutError,
+  typeof NetworkError,
+  typeof MalformedResponseError,
+  typeof TokenEndpointError,
+  typeof ServiceTokenError,
+  typeof ConfigurationError
+]> = Schema.Union(...TokenError.members, ServiceTokenError, ConfigurationError)
+
+/**
+ * @since 0.1.0
+ * @category Guards
+ */
+export const isServiceAccountError = (u: unknown): u is ServiceAccountError => Predicate.hasProperty(u, TypeId)
+
+const tokenErrorTags: ReadonlySet<string> = new Set([
+  "InvalidCredentialsError",
+  "RateLimitedError",
+  "TlsError",
+  "TokenTimeoutError",
+  "NetworkError",
+  "MalformedResponseError",
+  "TokenEndpointError"
+])
+
+/**
+ * @since 0.1.0
+ * @category Guards
+ */
+export const isTokenError = (u: unknown): u is TokenError => isServiceAccountError(u) && tokenErrorTags.has(u._tag)
+
+/**
+ * Whether retrying the token request may succeed: network failures, timeouts, 5xx, 429. Never invalid credentials,
+ * other OAuth errors, TLS failures or malformed successes.
+ *
+ * @since 0.1.0
+ * @category Guards
+ */
+export const isTransient = (error: TokenError): boolean => {
+  switch (error._tag) {
+    case "NetworkError":
+    case "TokenTimeoutError":
+    case "RateLimitedError":
+      return true
+    case "TokenEndpointError":
+      return error.status >= 500 || error.status === 408
+    default:
+      return false
+  }
+}
+
+/**
+ * The server-requested wait carried by an error, if any.
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const retryAfter = (error: TokenError): Duration.Duration | undefined =>
+  error._tag === "RateLimitedError" || error._tag === "TokenEndpointError" ? error.retryAfter : undefined

@@ -1,0 +1,44 @@
+/**
+ * @since 0.1.0
+ */
+export * as AccessToken from "./AccessToken.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as AuthHeaders from "./AuthHeaders.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Metrics from "./Metrics.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as RequestContext from "./RequestContext.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as ServiceAccountConfig from "./ServiceAccountConfig.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as ServiceAccountError from "./ServiceAccountError.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as ServiceToken from "./ServiceToken.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TokenEndpoint from "./TokenEndpoint.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TokenProvider from "./TokenProvider.js"

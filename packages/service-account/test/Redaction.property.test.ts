@@ -1,0 +1,105 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
+import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
+import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
+import { Cause, Effect, Exit, FastCheck as fc, HashMap, List, Logger, Redacted, TestClock } from "effect"
+import * as util from "node:util"
+import * as FakeTokenEndpoint from "./utils/FakeTokenEndpoint.js"
+
+const formDecode = (s: string) => decodeURIComponent(s.replace(/\+/g, " "))
+
+/** Secrets worth searching for: long enough that a hit is a leak, not a coincidence. */
+const secretArb = fc.string({ unit: "binary", minLength: 12, maxLength: 40 }).filter((s) => s.trim().length >= 12)
+  .map((s) => `§${s}`)
+
+describe("RFC 6749 §2.3.1 Basic credential (property)", () => {
+  it.prop(
+    "round-trips arbitrary ids and secrets (unicode, ':', '%', '+', spaces)",
+    [
+      fc.string({ unit: "binary", minLength: 1 }).filter((s) => s.trim().length > 0),
+      fc.string({ unit: "binary", minLength: 1 }).filter((s) => s.trim().length > 0)
+    ],
+    ([id, secret]) => {
+      const basic = Redacted.value(TokenEndpoint.basicCredential(id, Redacted.make(secret)))
+      const decoded = new TextDecoder().decode(Uint8Array.from(atob(basic), (c) => c.charCodeAt(0)))
+      const colon = decoded.indexOf(":")
+      expect(decoded.indexOf(":", colon + 1)).toBe(-1) // the separator is the only ':' left
+      expect(formDecode(decoded.slice(0, colon))).toBe(id)
+      expect(formDecode(decoded.slice(colon + 1))).toBe(secret)
+    },
+    { fastCheck: { numRuns: 300 } }
+  )
+})
+
+/**
+ * Every way a token fetch can fail. Error responses echo the secret (some servers repeat request parameters) and
+ * carry a token outside the §5.2 fields; malformed successes carry the token they issued.
+ */
+const errorPaths = (token: string, secret: string): ReadonlyArray<FakeTokenEndpoint.Reply> => [
+  {
+    status: 401,
+    body: { error: "invalid_client", error_description: `secret ${secret} rejected`, access_token: token }
+  },
+  { status: 400, body: { error: "unauthorized_client", error_description: secret, token } },
+  { status: 400, body: { error: "invalid_scope", error_description: `scope for / ${secret}`, access_token: token } },
+  { status: 429, headers: { "retry-after": "1" }, body: { error: "slow_down", error_description: secret } },
+  { status: 500, body: `<html>${token} ${secret}</html>` },
+  { status: 502, body: `upstream said ${token}` },
+  { status: 200, body: `not json ${token}` },
+  { status: 200, body: [{ access_token: token }] },
+  { status: 200, body: { access_token: token, token_type: "mac" } },
+  { status: 200, body: { access_token: token, token_type: token } },
+  { status: 200, body: { access_token: token, token_type: "Bearer", expires_in: token } },
+  { status: 200, body: { access_token: token, token_type: "Bearer", scope: { token } } },
+  { status: 200, body: { token_type: "Bearer", note: token } },
+  { fail: "ECONNRESET", message: `socket hang up ${secret}` },
+  { fail: "SELF_SIGNED_CERT_IN_CHAIN", message: `self-signed certificate in certificate chain ${secret}` }
+]
+
+describe("secrets never leak from errors or logs (property)", () => {
+  it.effect.prop(
+    "no rendering of any token error, nor any log line, holds the secret, the token or the Basic credential",
+    [secretArb, secretArb, fc.nat({ max: errorPaths("", "").length - 1 })],
+    ([secret, token, path]) =>
+      Effect.gen(function*() {
+        const lines: Array<string> = []
+        const capture = Logger.make((options) => {
+          lines.push(Logger.logfmtLogger.log(options))
+          lines.push(util.inspect(List.toArray(options.spans)) + util.inspect(HashMap.toValues(options.annotations)))
+        })
+        const config = ServiceAccountConfig.decodeSync({
+          client_id: "svc-client",
+          client_secret: secret,
+          token_url: "https://idp.example.com/token",
+          retry: { max_attempts: 1 }
+        })
+        const fake = yield* FakeTokenEndpoint.make(() => Effect.succeed(errorPaths(token, secret)[path]!))
+        const exit = yield* Effect.scoped(
+          Effect.flatMap(TokenProvider.make(config, { name: "leak-check" }), (p) => p.get)
+        ).pipe(
+          Effect.provide(fake.layer),
+          Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+          Logger.withMinimumLogLevel("All" as any),
+          Effect.exit
+        )
+        expect(Exit.isFailure(exit)).toBe(true)
+        if (Exit.isSuccess(exit)) return
+        const error = Cause.squash(exit.cause)
+        const basic = Redacted.value(TokenEndpoint.basicCredential("svc-client", Redacted.make(secret)))
+        const renderings = [
+          String(error),
+          JSON.stringify(error),
+          util.inspect(error, { depth: Infinity, showHidden: true }),
+          Cause.pretty(exit.cause),
+          ...lines
+        ]
+        for (const text of renderings) {
+          expect(text).not.toContain(secret)
+          expect(text).not.toContain(token)
+          expect(text).not.toContain(basic)
+        }
+        yield* TestClock.adjust("1 minute")
+      }),
+    { fastCheck: { numRuns: 150 } }
+  )
+})

@@ -1,0 +1,283 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
+import type { ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
+import { ConfigProvider, Effect, Either, Redacted } from "effect"
+import * as util from "node:util"
+
+const base = {
+  client_id: "my-service-client",
+  client_secret: "hunter2-very-secret",
+  token_url: "https://auth.example.com/oauth/token",
+  scopes: ["api.read", "api.write"]
+}
+
+const issuesOf = (input: unknown): ReadonlyArray<string> => {
+  const result = ServiceAccountConfig.decodeEither(input)
+  if (Either.isRight(result)) throw new Error("expected the config to be rejected")
+  return result.left.issues.map((i) => i.toString())
+}
+
+const errorOf = (input: unknown): ConfigurationError => {
+  const result = ServiceAccountConfig.decodeEither(input)
+  if (Either.isRight(result)) throw new Error("expected the config to be rejected")
+  return result.left
+}
+
+describe("ServiceAccountConfig", () => {
+  describe("decoding what NAT users write", () => {
+    it("decodes the spec's block into the camelCase model with defaults", () => {
+      const config = ServiceAccountConfig.decodeSync({ _type: "mcp_service_account", ...base })
+      expect(config.clientId).toBe("my-service-client")
+      expect(Redacted.value(config.clientSecret)).toBe("hunter2-very-secret")
+      expect(config.tokenUrl.href).toBe("https://auth.example.com/oauth/token")
+      expect(config.scopes).toEqual(["api.read", "api.write"])
+      expect(config.tokenCacheBufferSeconds).toBe(300)
+      expect(config.authMethod).toBe("client_secret_basic")
+      expect(config.timeoutSeconds).toBe(30)
+      expect(config.defaultExpiresInSeconds).toBe(3600)
+      expect(config.serviceToken).toBeUndefined()
+      expect(config.retry).toEqual({
+        maxAttempts: 4,
+        initialBackoffSeconds: 0.5,
+        maxBackoffSeconds: 10,
+        maxElapsedSeconds: 30
+      })
+    })
+
+    it("splits a space-delimited scopes string and drops empty pieces", () => {
+      expect(ServiceAccountConfig.decodeSync({ ...base, scopes: "  a  b\tc " }).scopes).toEqual(["a", "b", "c"])
+      expect(ServiceAccountConfig.decodeSync({ ...base, scopes: "" }).scopes).toEqual([])
+    })
+
+    it("decodes a static service token with NAT's default header", () => {
+      const config = ServiceAccountConfig.decodeSync({ ...base, service_token: { token: "svc-123" } })
+      expect(config.serviceToken?._tag).toBe("Static")
+      expect(config.serviceToken?.header).toBe("X-Service-Account-Token")
+      if (config.serviceToken?._tag === "Static") expect(Redacted.value(config.serviceToken.token)).toBe("svc-123")
+    })
+
+    it("decodes a function service token with kwargs", () => {
+      const config = ServiceAccountConfig.decodeSync({
+        ...base,
+        service_token: { function: "./tokens.ts#get", header: "X-Jira-Token", kwargs: { vault_path: "secrets/jira" } }
+      })
+      expect(config.serviceToken).toEqual({
+        _tag: "Function",
+        function: "./tokens.ts#get",
+        header: "X-Jira-Token",
+        kwargs: { vault_path: "secrets/jira" },
+        timeoutSeconds: 10
+      })
+    })
+
+    it("accepts our own options", () => {
+      const config = ServiceAccountConfig.decodeSync({
+        ...base,
+        token_url: "http://127.0.0.1:8080/token",
+        allow_insecure_http: true,
+        auth_method: "client_secret_post",
+        audience: "https://api.example.com",
+        resource: "https://mcp.example.com/mcp",
+        timeout_seconds: 5,
+        ca_file: "/etc/ssl/corp.pem",
+        token_cache_buffer_seconds: 0,
+        retry: { max_attempts: 2 }
+      })
+      expect(config.authMethod).toBe("client_secret_post")
+      expect(config.audience).toBe("https://api.example.com")
+      expect(config.resource).toBe("https://mcp.example.com/mcp")
+      expect(config.timeoutSeconds).toBe(5)
+      expect(config.caFile).toBe("/etc/ssl/corp.pem")
+      expect(config.tokenCacheBufferSeconds).toBe(0)
+      expect(config.retry.maxAttempts).toBe(2)
+      expect(config.retry.maxElapsedSeconds).toBe(30)
+    })
+
+    it("accepts http only for loopback hosts with allow_insecure_http", () => {
+      for (const host of ["127.0.0.1", "127.5.6.7", "localhost", "[::1]"]) {
+        expect(
+          ServiceAccountConfig.decodeSync({ ...base, token_url: `http://${host}:9/t`, allow_insecure_http: true })
+            .tokenUrl
+            .protocol
+        ).toBe("http:")
+      }
+    })
+  })
+
+  describe("bad configuration: every problem at once, each with its path and what to do", () => {
+    it("reports missing required keys together", () => {
+      expect(issuesOf({ scopes: [] })).toEqual([
+        "client_id: client_id is required: set it in the config or via ${SERVICE_ACCOUNT_CLIENT_ID}",
+        "client_secret: client_secret is required: set it via ${SERVICE_ACCOUNT_CLIENT_SECRET}; never commit it",
+        "token_url: token_url is required: set it to the OAuth2 token endpoint URL (https://…/token)"
+      ])
+    })
+
+    it("rejects an empty client_id (an unset variable), unlike NAT", () => {
+      expect(issuesOf({ ...base, client_id: "" })).toEqual([
+        "client_id: client_id must not be empty: set it in the config or via ${SERVICE_ACCOUNT_CLIENT_ID}"
+      ])
+    })
+
+    it("requires exactly one of token and function, with NAT's messages", () => {
+      expect(issuesOf({ ...base, service_token: { header: "X-A" } })).toEqual([
+        "service_token: Either 'token' or 'function' must be provided in service_token config"
+      ])
+      expect(issuesOf({ ...base, service_token: { token: "t", function: "./f.ts#g" } })).toEqual([
+        "service_token: Cannot specify both 'token' and 'function' in service_token config. Choose one."
+      ])
+    })
+
+    it("requires https, allowing http only for loopback with allow_insecure_http", () => {
+      expect(issuesOf({ ...base, token_url: "http://auth.example.com/token" })).toEqual([
+        "token_url: token_url must use https: http is allowed only for loopback hosts"
+      ])
+      expect(issuesOf({ ...base, token_url: "http://127.0.0.1:9/token" })).toEqual([
+        "token_url: token_url must use https: for a loopback test server set allow_insecure_http: true"
+      ])
+      expect(issuesOf({ ...base, allow_insecure_http: true })).toEqual([
+        "allow_insecure_http: allow_insecure_http is only accepted for loopback hosts, not auth.example.com"
+      ])
+      expect(issuesOf({ ...base, token_url: "ftp://auth.example.com/t" })).toEqual([
+        "token_url: token_url must use https, got ftp"
+      ])
+      expect(issuesOf({ ...base, token_url: "not a url" })).toEqual([
+        "token_url: token_url \"not a url\" is not a valid URL: use https://host/path"
+      ])
+      expect(issuesOf({ ...base, token_url: "https://user:pw@auth.example.com/t" })).toEqual([
+        "token_url: token_url must not contain credentials: use client_id and client_secret"
+      ])
+    })
+
+    it("refuses a service header named Authorization or an invalid header name", () => {
+      expect(issuesOf({ ...base, service_token: { token: "t", header: "Authorization" } })).toEqual([
+        "service_token.header: service_token.header must not be \"Authorization\": that header is reserved (Authorization carries the bearer token); use e.g. X-Service-Account-Token"
+      ])
+      expect(issuesOf({ ...base, service_token: { token: "t", header: "X Bad:Header" } })).toEqual([
+        "service_token.header: service_token.header \"X Bad:Header\" is not a valid HTTP header name"
+      ])
+    })
+
+    it("rejects a negative or fractional buffer", () => {
+      expect(issuesOf({ ...base, token_cache_buffer_seconds: -1 })).toEqual([
+        "token_cache_buffer_seconds: token_cache_buffer_seconds must be a whole number of seconds ≥ 0, got -1"
+      ])
+      expect(issuesOf({ ...base, token_cache_buffer_seconds: "300" })).toEqual([
+        "token_cache_buffer_seconds: token_cache_buffer_seconds must be a number, got \"300\""
+      ])
+    })
+
+    it("rejects unknown keys with a did-you-mean, inside service_token too (NAT ignores those)", () => {
+      expect(issuesOf({ ...base, token_cache_bufer_seconds: 5, token_prefix: "x" })).toEqual([
+        "token_cache_bufer_seconds: unknown key \"token_cache_bufer_seconds\": did you mean \"token_cache_buffer_seconds\"?",
+        "token_prefix: unknown key \"token_prefix\": remove it"
+      ])
+      expect(issuesOf({ ...base, service_token: { token: "t", headr: "X-A" } })).toEqual([
+        "service_token.headr: unknown key \"headr\" in service_token: did you mean \"header\"?"
+      ])
+    })
+
+    it("reports every problem of a badly broken block at once", () => {
+      const issues = issuesOf({
+        client_id: "",
+        client_secret: 42,
+        token_url: "http://auth.example.com/t",
+        scopes: ["ok", "not ok"],
+        token_cache_buffer_seconds: -5,
+        auth_method: "client_secret_jwt",
+        service_token: { header: "Authorization", headr: 1 }
+      })
+      expect(issues).toEqual([
+        "client_id: client_id must not be empty: set it in the config or via ${SERVICE_ACCOUNT_CLIENT_ID}",
+        "client_secret: client_secret must be a string",
+        "scopes.1: \"not ok\" is not a valid scope (RFC 6749 §3.3: no spaces, quotes or backslashes)",
+        "service_token.headr: unknown key \"headr\" in service_token: did you mean \"header\"?",
+        "service_token.header: service_token.header must not be \"Authorization\": that header is reserved (Authorization carries the bearer token); use e.g. X-Service-Account-Token",
+        "token_cache_buffer_seconds: token_cache_buffer_seconds must be a whole number of seconds ≥ 0, got -5",
+        "auth_method: auth_method must be client_secret_basic or client_secret_post, got \"client_secret_jwt\"",
+        "token_url: token_url must use https: http is allowed only for loopback hosts",
+        "service_token: Either 'token' or 'function' must be provided in service_token config"
+      ])
+    })
+
+    it("prefixes paths so workflow loaders can point into the YAML", () => {
+      const result = ServiceAccountConfig.decodeEither({ ...base, client_id: "" }, { path: "authentication.jira" })
+      expect(Either.isLeft(result) && result.left.issues[0]!.path).toBe("authentication.jira.client_id")
+    })
+
+    it("never prints a secret, even when it has the wrong type", () => {
+      const error = errorOf({ ...base, client_secret: 987654321, service_token: { token: 123456789, function: "x#y" } })
+      const text = [error.message, String(error), JSON.stringify(error), util.inspect(error, { depth: Infinity })]
+      for (const t of text) {
+        expect(t).not.toContain("987654321")
+        expect(t).not.toContain("123456789")
+      }
+    })
+  })
+
+  describe("secrets stay redacted", () => {
+    it("serializes and inspects the config without the secret or static token", () => {
+      const config = ServiceAccountConfig.decodeSync({ ...base, service_token: { token: "svc-static-secret" } })
+      for (
+        const text of [JSON.stringify(config), util.inspect(config, { depth: Infinity }), String(config.clientSecret)]
+      ) {
+        expect(text).not.toContain("hunter2-very-secret")
+        expect(text).not.toContain("svc-static-secret")
+      }
+    })
+  })
+
+  describe("fromEnv (Effect Config)", () => {
+    const run = (env: Record<string, string>) =>
+      Effect.runSync(
+        Effect.either(ServiceAccountConfig.fromEnv).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+        )
+      )
+
+    it("reads SERVICE_ACCOUNT_* variables, scopes as a space-delimited string", () => {
+      const result = run({
+        SERVICE_ACCOUNT_CLIENT_ID: "env-client",
+        SERVICE_ACCOUNT_CLIENT_SECRET: "env-secret",
+        SERVICE_ACCOUNT_TOKEN_URL: "https://idp.example.com/token",
+        SERVICE_ACCOUNT_SCOPES: "a b",
+        SERVICE_ACCOUNT_TOKEN_CACHE_BUFFER_SECONDS: "60",
+        SERVICE_ACCOUNT_SERVICE_TOKEN: "svc"
+      })
+      expect(Either.isRight(result)).toBe(true)
+      if (Either.isRight(result)) {
+        expect(result.right.clientId).toBe("env-client")
+        expect(result.right.scopes).toEqual(["a", "b"])
+        expect(result.right.tokenCacheBufferSeconds).toBe(60)
+        expect(result.right.serviceToken?._tag).toBe("Static")
+      }
+    })
+
+    it("names the missing variables", () => {
+      const result = run({ SERVICE_ACCOUNT_CLIENT_SECRET: "x" })
+      expect(Either.isLeft(result)).toBe(true)
+      if (Either.isLeft(result)) {
+        const text = String(result.left)
+        expect(text).toContain("client_id is required: set it in the config or via SERVICE_ACCOUNT_CLIENT_ID")
+        expect(text).toContain("token_url is required")
+      }
+    })
+  })
+
+  describe("fieldDocs", () => {
+    it("lists every field of the Schema, nested ones included", () => {
+      const names = ServiceAccountConfig.fieldDocs.map((f) => f.name)
+      for (const key of Object.keys(ServiceAccountConfig.ServiceAccountConfigInput.fields)) expect(names).toContain(key)
+      for (const key of Object.keys(ServiceAccountConfig.ServiceTokenInput.fields)) {
+        expect(names).toContain(`service_token.${key}`)
+      }
+      for (const key of Object.keys(ServiceAccountConfig.RetryInput.fields)) expect(names).toContain(`retry.${key}`)
+      const buffer = ServiceAccountConfig.fieldDocs.find((f) => f.name === "token_cache_buffer_seconds")
+      expect(buffer).toMatchObject({ type: "int", default: 300, required: false })
+      expect(ServiceAccountConfig.fieldDocs.find((f) => f.name === "client_secret")).toMatchObject({
+        type: "SecretStr",
+        required: true
+      })
+    })
+  })
+})
