@@ -1,0 +1,61 @@
+/**
+ * Real local servers (127.0.0.1, random ports) for mcp-auth tests, the demo and the benchmarks.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * A real OAuth 2.0 authorization server (oidc-provider, client credentials, JWT access tokens).
+ *
+ * @since 0.1.0
+ */
+export * as AuthorizationServer from "./AuthorizationServer.js"
+
+/**
+ * RFC 6749 §2.3.1 Basic client credentials: encode and decode.
+ *
+ * @since 0.1.0
+ */
+export * as BasicCredentials from "./BasicCredentials.js"
+
+/**
+ * A programmable token endpoint for fault tests and benchmarks.
+ *
+ * @since 0.1.0
+ */
+export * as FaultTokenEndpoint from "./FaultTokenEndpoint.js"
+
+/**
+ * An MCP server (SDK, Streamable HTTP) with bearer-JWT auth and an optional service-token header.
+ *
+ * @since 0.1.0
+ */
+export * as McpServer from "./McpServer.js"
+
+/**
+ * An "other origin" server recording every request.
+ *
+ * @since 0.1.0
+ */
+export * as RecordingServer from "./RecordingServer.js"
+
+/**
+ * A run-time certificate authority and TLS failure scenarios.
+ *
+ * @since 0.1.0
+ */
+export * as TestPki from "./TestPki.js"
+
+/**
+ * Types shared by the servers.
+ *
+ * @since 0.1.0
+ */
+export * as TestServer from "./TestServer.js"
+
+/**
+ * An authorization server and an MCP server wired together.
+ *
+ * @since 0.1.0
+ */
+export * as TestStack from "./TestStack.js"
