@@ -100,6 +100,11 @@ export interface TokenProvider {
    * calls with the same token drop it once; a call with an older token does nothing.
    */
   readonly invalidate: (rejected: AccessToken) => Effect.Effect<boolean>
+  /**
+   * Installs a token obtained elsewhere as the current one (for example by the MCP SDK's own auth flow, see the
+   * client package's `OAuthClientProvider` adapter), with the usual refresh schedule.
+   */
+  readonly adopt: (token: AccessToken) => Effect.Effect<void>
   readonly state: Effect.Effect<TokenState>
 }
 

@@ -340,6 +340,7 @@ export const make = (
       tokenUrl,
       get,
       invalidate,
+      adopt: install,
       state: currentState
     } satisfies TokenProvider.TokenProvider
   })
