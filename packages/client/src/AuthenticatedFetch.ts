@@ -1,0 +1,144 @@
+/**
+ * A `fetch` for the MCP SDK's `StreamableHTTPClientTransport` / `SSEClientTransport` that adds the auth headers to
+ * every request to the MCP endpoint (POST, the GET stream and its reconnects, DELETE), and to nothing else.
+ *
+ * On a 401 from the MCP server the rejected token is invalidated (compare-and-invalidate: concurrent 401s carrying
+ * one token cause one refresh) and the request is replayed once with a fresh token, so the SDK never sees the 401 and
+ * its own re-auth paths never run. A 403 is not retried. Token and service-token failures are thrown as their typed
+ * errors and come out of `client.connect()` / `client.callTool()` unchanged.
+ *
+ * @since 0.1.0
+ */
+import * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
+import * as RequestContext from "@mcp-auth/service-account/RequestContext"
+import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Runtime from "effect/Runtime"
+import { McpForbiddenError, McpUnauthorizedError } from "./McpClientError.js"
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export type { FetchLike }
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Options {
+  /** The MCP endpoint. Only requests to its origin and path (or below) get auth headers. */
+  readonly serverUrl: URL | string
+  /** The fetch to delegate to (default: the global `fetch`), e.g. one trusting an internal CA. */
+  readonly fetch?: FetchLike | undefined
+  /** Static headers for MCP requests (NAT's `custom_headers`); auth headers win over same-named ones. */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+}
+
+/** Runs an effect, rejecting with the typed error itself (not a wrapper), so callers can match its `_tag`. */
+const runWith = <R>(runtime: Runtime.Runtime<R>) => <A, E>(effect: Effect.Effect<A, E, R>): Promise<A> =>
+  Runtime.runPromiseExit(runtime)(effect).then((exit) =>
+    Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
+  )
+
+const inScope = (base: URL) => {
+  const prefix = base.pathname.endsWith("/") ? base.pathname : `${base.pathname}/`
+  return (url: URL) => url.origin === base.origin && (url.pathname === base.pathname || url.pathname.startsWith(prefix))
+}
+
+/** The JSON-RPC method (and tool) a request body carries, for the service-token function's request context. */
+const mcpInfo = (body: unknown): { mcpMethod?: string; toolName?: string } | undefined => {
+  if (typeof body !== "string" || body.length > 1_000_000) return undefined
+  try {
+    const parsed = JSON.parse(body)
+    const message = Array.isArray(parsed) ? parsed[0] : parsed
+    if (typeof message?.method !== "string") return undefined
+    const toolName = message.method === "tools/call" && typeof message.params?.name === "string"
+      ? message.params.name
+      : undefined
+    return toolName === undefined ? { mcpMethod: message.method } : { mcpMethod: message.method, toolName }
+  } catch {
+    return undefined
+  }
+}
+
+const replayable = (body: unknown): boolean =>
+  body === undefined || body === null || typeof body === "string" || body instanceof URLSearchParams ||
+  body instanceof ArrayBuffer || ArrayBuffer.isView(body) || body instanceof Blob
+
+/** `error` and `error_description` from a `WWW-Authenticate: Bearer …` challenge (RFC 6750 §3). */
+export const parseChallenge = (header: string | null): { error?: string; errorDescription?: string } => {
+  if (header === null) return {}
+  const param = (name: string) => new RegExp(`${name}="((?:[^"\\\\]|\\\\.)*)"`, "i").exec(header)?.[1]?.slice(0, 200)
+  const error = param("error")
+  const errorDescription = param("error_description")
+  return { ...(error ? { error } : {}), ...(errorDescription ? { errorDescription } : {}) }
+}
+
+/**
+ * Builds the fetch from an `AuthHeaders` service and the runtime to run it in.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const makeWith = <R>(
+  auth: AuthHeaders.AuthHeaders,
+  runtime: Runtime.Runtime<R>,
+  options: Options
+): FetchLike => {
+  const run = runWith(runtime)
+  const server = new URL(options.serverUrl)
+  const matches = inScope(server)
+  const base: FetchLike = options.fetch ?? ((url, init) => globalThis.fetch(url, init))
+  const display = `${server.origin}${server.pathname}`
+
+  const send = (url: URL, init: RequestInit | undefined, set: AuthHeaders.AuthHeaderSet) => {
+    const headers = new Headers(options.headers)
+    new Headers(init?.headers).forEach((value, name) => headers.set(name, value))
+    for (const [name, value] of Object.entries(AuthHeaders.toRecord(set))) headers.set(name, value)
+    return base(url, { ...init, headers })
+  }
+
+  const refused = async (response: Response) => {
+    const challenge = parseChallenge(response.headers.get("www-authenticate"))
+    await response.body?.cancel().catch(() => undefined)
+    return response.status === 403
+      ? new McpForbiddenError({ url: display, ...challenge })
+      : new McpUnauthorizedError({ url: display, ...challenge })
+  }
+
+  return async (input, init) => {
+    const url = new URL(input)
+    if (!matches(url)) return base(input, init)
+    const context = RequestContext.make(url, init?.method ?? "GET", mcpInfo(init?.body))
+    const first = await run(auth.forRequest(context))
+    const response = await send(url, init, first)
+    if (response.status === 403) throw await refused(response)
+    if (response.status !== 401) return response
+    await run(auth.invalidate(first.token))
+    if (!replayable(init?.body)) throw await refused(response)
+    await response.body?.cancel().catch(() => undefined)
+    const second = await run(auth.forRequest(context))
+    const retried = await send(url, init, second)
+    if (retried.status === 401) {
+      await run(auth.invalidate(second.token))
+      throw await refused(retried)
+    }
+    if (retried.status === 403) throw await refused(retried)
+    return retried
+  }
+}
+
+/**
+ * The authenticated fetch, using the `AuthHeaders` in context.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (options: Options): Effect.Effect<FetchLike, never, AuthHeaders.AuthHeaders> =>
+  Effect.map(
+    Effect.zip(AuthHeaders.AuthHeaders, Effect.runtime<never>()),
+    ([auth, runtime]) => makeWith(auth, runtime, options)
+  )

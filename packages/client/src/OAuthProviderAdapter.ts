@@ -1,0 +1,166 @@
+/**
+ * mcp-auth shaped as the MCP SDK's `OAuthClientProvider`, for hosts that accept only `authProvider` (LangChain JS
+ * `MultiServerMCPClient`, anything typed against SDK v1). Prefer {@link AuthenticatedFetch} wherever a `fetch` can be
+ * passed.
+ *
+ * How it works: `tokens()` answers from the shared token cache (refreshed before expiry, so expiry never causes a
+ * 401). `discoveryState()` points the SDK straight at the configured token endpoint, so no RFC 9728 / RFC 8414
+ * discovery traffic is needed. After a 401 the SDK runs its own token request: `prepareTokenRequest()` drops the
+ * rejected token from the cache (compare-and-invalidate), `addClientAuthentication()` applies our client
+ * authentication (RFC 6749 §2.3.1), and `saveTokens()` adopts the SDK's new token into the cache, so a revocation
+ * costs exactly one token request.
+ *
+ * Limits (SDK 1.32, documented in the README):
+ * - The service token (dual pattern) cannot travel through `authProvider`; add it with a `fetch` or static headers.
+ * - The SDK's own token request after a 401 bypasses mcp-auth's retry policy, `Retry-After` handling and typed
+ *   errors (it throws the SDK's `OAuthError`s).
+ * - The SDK has no single-flight and one retry flag per transport: many concurrent calls that all hit a 401 (a
+ *   revocation under load) each make a token request, and a few may fail with "Server returned 401 after successful
+ *   authentication". The fetch integration does not have this problem.
+ *
+ * @since 0.1.0
+ */
+import * as AccessToken from "@mcp-auth/service-account/AccessToken"
+import type { ServiceAccountConfig } from "@mcp-auth/service-account/ServiceAccountConfig"
+import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
+import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
+import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js"
+import type { OAuthTokens } from "@modelcontextprotocol/sdk/shared/auth.js"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Options {
+  /** The MCP endpoint this provider is used for; lets the SDK skip protected-resource discovery. */
+  readonly serverUrl?: URL | string | undefined
+  readonly clientName?: string | undefined
+}
+
+const nonInteractive = (what: string) => () => {
+  throw new Error(`mcp-auth service accounts are non-interactive: ${what} is not supported (client_credentials only)`)
+}
+
+/**
+ * Runs an effect needing the `TokenProvider`, rejecting with the typed error itself.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type Run = <A, E>(effect: Effect.Effect<A, E, TokenProvider.TokenProvider>) => Promise<A>
+
+/**
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const makeWith = (config: ServiceAccountConfig, run: Run, options: Options = {}): OAuthClientProvider => {
+  const provider = <A, E>(f: (p: TokenProvider.TokenProvider) => Effect.Effect<A, E>) =>
+    run(Effect.flatMap(TokenProvider.TokenProvider, f))
+  let handedOut: AccessToken.AccessToken | undefined
+  const tokenUrl = config.tokenUrl
+  const serverUrl = options.serverUrl === undefined ? undefined : new URL(options.serverUrl)
+  const scope = config.scopes.length > 0 ? config.scopes.join(" ") : undefined
+
+  return {
+    get redirectUrl() {
+      return undefined
+    },
+    get clientMetadata() {
+      return {
+        redirect_uris: [],
+        grant_types: ["client_credentials"],
+        token_endpoint_auth_method: config.authMethod,
+        client_name: options.clientName ?? "mcp-auth",
+        ...(scope !== undefined ? { scope } : {})
+      }
+    },
+    clientInformation: () => ({ client_id: config.clientId }),
+    tokens: async (): Promise<OAuthTokens> =>
+      provider((p) => Effect.zip(p.get, Clock.currentTimeMillis)).then(([token, now]) => {
+        handedOut = token
+        return {
+          access_token: Redacted.value(token.token),
+          token_type: "Bearer",
+          expires_in: Math.max(0, Math.floor((token.expiresAt - now) / 1000)),
+          ...(token.scopes.length > 0 ? { scope: token.scopes.join(" ") } : {})
+        }
+      }),
+    saveTokens: (tokens: OAuthTokens) =>
+      provider((p) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          p.adopt(AccessToken.make({
+            token: tokens.access_token,
+            issuedAt: now,
+            expiresInSeconds: tokens.expires_in ?? config.defaultExpiresInSeconds,
+            scopes: tokens.scope === undefined ? config.scopes : tokens.scope.split(" ")
+          })))
+      ),
+    redirectToAuthorization: nonInteractive("redirectToAuthorization"),
+    saveCodeVerifier: nonInteractive("saveCodeVerifier"),
+    codeVerifier: nonInteractive("codeVerifier"),
+    discoveryState: () => ({
+      authorizationServerUrl: tokenUrl.origin,
+      authorizationServerMetadata: {
+        issuer: tokenUrl.origin,
+        token_endpoint: tokenUrl.href,
+        authorization_endpoint: tokenUrl.href,
+        response_types_supported: ["token"],
+        grant_types_supported: ["client_credentials"],
+        token_endpoint_auth_methods_supported: [config.authMethod]
+      },
+      ...(serverUrl !== undefined
+        ? { resourceMetadata: { resource: serverUrl.href, authorization_servers: [tokenUrl.origin] } }
+        : {})
+    }),
+    saveDiscoveryState: () => undefined,
+    validateResourceURL: async () => config.resource === undefined ? undefined : new URL(config.resource),
+    addClientAuthentication: (headers, params) => {
+      if (config.authMethod === "client_secret_post") {
+        params.set("client_id", config.clientId)
+        params.set("client_secret", Redacted.value(config.clientSecret))
+      } else {
+        const basic = TokenEndpoint.basicCredential(config.clientId, config.clientSecret)
+        headers.set("Authorization", `Basic ${Redacted.value(basic)}`)
+      }
+    },
+    prepareTokenRequest: async () => {
+      // the SDK only asks for a token after the server rejected the one we handed out
+      const rejected = handedOut
+      if (rejected !== undefined) await provider((p) => p.invalidate(rejected))
+      const params = new URLSearchParams({ grant_type: "client_credentials" })
+      if (scope !== undefined) params.set("scope", scope)
+      if (config.audience !== undefined) params.set("audience", config.audience)
+      return params
+    },
+    invalidateCredentials: async (what) => {
+      const rejected = handedOut
+      if ((what === "all" || what === "tokens") && rejected !== undefined) await provider((p) => p.invalidate(rejected))
+    }
+  }
+}
+
+/**
+ * The adapter over the `TokenProvider` in context.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (
+  config: ServiceAccountConfig,
+  options?: Options
+): Effect.Effect<OAuthClientProvider, never, TokenProvider.TokenProvider> =>
+  Effect.map(Effect.runtime<TokenProvider.TokenProvider>(), (runtime) =>
+    makeWith(
+      config,
+      (effect) =>
+        Runtime.runPromiseExit(runtime)(effect).then((exit) =>
+          Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
+        ),
+      options
+    ))

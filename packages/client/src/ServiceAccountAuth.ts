@@ -1,0 +1,207 @@
+/**
+ * The Promise API, for code that does not use Effect:
+ *
+ * ```ts
+ * const auth = createServiceAccountAuth({ client_id, client_secret, token_url, scopes }, { serverUrl })
+ * const transport = new StreamableHTTPClientTransport(new URL(serverUrl), { fetch: auth.fetch })
+ * ```
+ *
+ * Errors are the same typed errors as the Effect API (real `Error` subclasses with a `_tag`:
+ * `InvalidCredentialsError`, `RateLimitedError`, `TlsError`, …), thrown as-is.
+ *
+ * @since 0.1.0
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as AccessToken from "@mcp-auth/service-account/AccessToken"
+import * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
+import * as RequestContext from "@mcp-auth/service-account/RequestContext"
+import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
+import type { ConfigurationError, ServiceTokenError } from "@mcp-auth/service-account/ServiceAccountError"
+import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
+import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
+import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
+import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js"
+import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Redacted from "effect/Redacted"
+import * as AuthenticatedFetch from "./AuthenticatedFetch.js"
+import * as OAuthProviderAdapter from "./OAuthProviderAdapter.js"
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Options {
+  /** The MCP endpoint `fetch` authenticates (requests elsewhere pass through untouched). */
+  readonly serverUrl?: URL | string | undefined
+  /** The fetch to delegate to, e.g. one trusting an internal CA (see `TrustedFetch`). */
+  readonly fetch?: AuthenticatedFetch.FetchLike | undefined
+  /** Static headers for MCP requests; auth headers win. */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** Provider name for metrics and logs (default: the client id). */
+  readonly name?: string | undefined
+  /** Resolves `service_token.function` references given as strings. */
+  readonly loadFunction?: ServiceToken.FunctionLoader | undefined
+  /** The HTTP client for the token endpoint (default: undici trusting the system roots plus `ca_file`). */
+  readonly httpClient?: Layer.Layer<HttpClient.HttpClient, ConfigurationError> | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface TokenInfo {
+  readonly accessToken: string
+  readonly tokenType: "Bearer"
+  readonly expiresAt: Date
+  readonly scopes: ReadonlyArray<string>
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface ServiceAccountAuth {
+  /** A fetch for the SDK's transports, authenticating requests to `serverUrl` only. */
+  readonly fetch: AuthenticatedFetch.FetchLike
+  /** The ordered auth headers for one request (`Authorization`, then the service header). */
+  readonly getHeaders: (request?: {
+    readonly url?: URL | string | undefined
+    readonly method?: string | undefined
+    readonly mcpMethod?: string | undefined
+  }) => Promise<Record<string, string>>
+  /** The current bearer token. Keep it in memory only. */
+  readonly getToken: () => Promise<TokenInfo>
+  /** Drops the cached token if it is `accessToken` (after a 401 from an API you call yourself). */
+  readonly invalidate: (accessToken: string) => Promise<boolean>
+  readonly state: () => Promise<TokenProvider.TokenState>
+  /** The SDK `OAuthClientProvider` adapter over the same token cache (see its limits). */
+  readonly authProvider: (serverUrl?: URL | string) => OAuthClientProvider
+  /** Stops background refreshes and closes connections. */
+  readonly close: () => Promise<void>
+}
+
+/**
+ * Creates the auth for one service account. `config` is the provider block as NAT users write it (snake_case keys);
+ * it is validated at once and a `ConfigurationError` listing every problem is thrown if it is wrong.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const createServiceAccountAuth = (config: unknown, options: Options = {}): ServiceAccountAuth => {
+  const decoded = ServiceAccountConfig.decodeSync(config)
+  const layer = Layer.merge(
+    TokenProvider.layer(decoded, { name: options.name }).pipe(
+      Layer.provide(options.httpClient ?? TokenHttpClient.layerFromConfig(decoded))
+    ),
+    ServiceToken.layerFromConfig(decoded, { loadFunction: options.loadFunction })
+  )
+  const runtime = ManagedRuntime.make(layer)
+  const run = <A, E>(effect: Effect.Effect<A, E, TokenProvider.TokenProvider | ServiceToken.ServiceToken>) =>
+    runtime.runPromiseExit(effect).then((exit) =>
+      Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
+    )
+
+  // The last token seen, served without entering the runtime while it is in the first half of its life (always
+  // before its refresh window). Every invalidation or adoption clears it.
+  let memo: AccessToken.AccessToken | undefined
+  let clock: Clock.Clock | undefined
+  const fresh = (): AccessToken.AccessToken | undefined =>
+    memo !== undefined && clock !== undefined &&
+      clock.unsafeCurrentTimeMillis() < memo.issuedAt + AccessToken.lifetimeMillis(memo) / 2
+      ? memo
+      : undefined
+
+  const services = run(Effect.gen(function*() {
+    clock = yield* Effect.clock
+    const inner = yield* TokenProvider.TokenProvider
+    const provider: TokenProvider.TokenProvider = {
+      ...inner,
+      get: Effect.tap(inner.get, (token) => Effect.sync(() => (memo = token))),
+      invalidate: (rejected) => Effect.zipRight(Effect.sync(() => (memo = undefined)), inner.invalidate(rejected)),
+      adopt: (token) => Effect.zipRight(Effect.sync(() => (memo = undefined)), inner.adopt(token))
+    }
+    const serviceToken = yield* ServiceToken.ServiceToken
+    const auth = yield* AuthHeaders.make.pipe(
+      Effect.provideService(TokenProvider.TokenProvider, provider),
+      Effect.provideService(ServiceToken.ServiceToken, serviceToken)
+    )
+    const rt = yield* Effect.runtime<TokenProvider.TokenProvider | ServiceToken.ServiceToken>()
+    const isStatic = decoded.serviceToken === undefined || decoded.serviceToken._tag === "Static"
+    return { provider, serviceToken, auth, runtime: rt, isStatic }
+  }))
+  // surfaced by the first call; never an unhandled rejection
+  services.catch(() => undefined)
+
+  const serverFetch = services.then(({ auth, runtime: rt }) =>
+    options.serverUrl === undefined
+      ? undefined
+      : AuthenticatedFetch.makeWith(auth, rt, {
+        serverUrl: options.serverUrl,
+        fetch: options.fetch,
+        headers: options.headers
+      })
+  )
+  serverFetch.catch(() => undefined)
+
+  const tokenInfo = (token: AccessToken.AccessToken): TokenInfo => ({
+    accessToken: Redacted.value(token.token),
+    tokenType: "Bearer",
+    expiresAt: new Date(token.expiresAt),
+    scopes: [...token.scopes]
+  })
+
+  const staticHeaders = new WeakMap<AccessToken.AccessToken, Record<string, string>>()
+  const defaultContext = RequestContext.make(options.serverUrl ?? decoded.tokenUrl, "POST")
+
+  return {
+    fetch: async (url, init) => {
+      const f = await serverFetch
+      if (f === undefined) {
+        throw new Error(
+          "createServiceAccountAuth: pass options.serverUrl to use fetch (it authenticates that server only)"
+        )
+      }
+      return f(url, init)
+    },
+    getHeaders: async (request) => {
+      const { auth, isStatic } = await services
+      const cached = isStatic ? fresh() : undefined
+      if (cached !== undefined && request === undefined) {
+        const hit = staticHeaders.get(cached)
+        if (hit !== undefined) return { ...hit }
+      }
+      const context = request === undefined
+        ? defaultContext
+        : RequestContext.make(request.url ?? options.serverUrl ?? decoded.tokenUrl, request.method ?? "POST", {
+          mcpMethod: request.mcpMethod
+        })
+      const set = await run(auth.forRequest(context) as Effect.Effect<AuthHeaders.AuthHeaderSet, ServiceTokenError>)
+      const headers = AuthHeaders.toRecord(set)
+      if (isStatic) staticHeaders.set(set.token, headers)
+      return { ...headers }
+    },
+    getToken: async () => {
+      const { provider } = await services
+      const cached = fresh()
+      return tokenInfo(cached ?? await run(provider.get))
+    },
+    invalidate: async (accessToken) => {
+      const { provider } = await services
+      return run(provider.invalidate(AccessToken.make({ token: accessToken, issuedAt: 0, expiresInSeconds: 0 })))
+    },
+    state: async () => run(Effect.flatMap(TokenProvider.TokenProvider, (p) => p.state)),
+    authProvider: (serverUrl) =>
+      OAuthProviderAdapter.makeWith(
+        decoded,
+        (effect) =>
+          services.then(({ provider }) => run(Effect.provideService(effect, TokenProvider.TokenProvider, provider))),
+        { serverUrl: serverUrl ?? options.serverUrl }
+      ),
+    close: () => runtime.dispose()
+  }
+}

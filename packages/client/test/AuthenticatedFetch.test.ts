@@ -1,0 +1,196 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as AuthenticatedFetch from "@mcp-auth/client/AuthenticatedFetch"
+import * as AccessToken from "@mcp-auth/service-account/AccessToken"
+import type * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
+import type { RequestContext } from "@mcp-auth/service-account/RequestContext"
+import { InvalidCredentialsError } from "@mcp-auth/service-account/ServiceAccountError"
+import { Effect, Redacted, Runtime } from "effect"
+
+interface Sent {
+  readonly url: string
+  readonly headers: Record<string, string>
+  readonly body: unknown
+}
+
+/** A stub AuthHeaders handing out tok-1, tok-2, … (a new one after each successful invalidation). */
+const stubAuth = (options: { fail?: unknown } = {}) => {
+  let generation = 1
+  const contexts: Array<RequestContext> = []
+  const invalidated: Array<string> = []
+  const current = () => AccessToken.make({ token: `tok-${generation}`, issuedAt: 0, expiresInSeconds: 3600 })
+  const auth: AuthHeaders.AuthHeaders = {
+    forRequest: (context) =>
+      Effect.suspend(() => {
+        contexts.push(context)
+        if (options.fail !== undefined) return Effect.fail(options.fail as InvalidCredentialsError)
+        const token = current()
+        return Effect.succeed({
+          token,
+          headers: [
+            ["Authorization", Redacted.make(`Bearer ${Redacted.value(token.token)}`)],
+            ["X-Service-Account-Token", Redacted.make("svc")]
+          ] as const
+        })
+      }),
+    invalidate: (rejected) =>
+      Effect.sync(() => {
+        invalidated.push(Redacted.value(rejected.token))
+        if (Redacted.value(rejected.token) !== `tok-${generation}`) return false
+        generation++
+        return true
+      })
+  }
+  return { auth, contexts, invalidated }
+}
+
+/** A base fetch answering by a function of the bearer token, recording what it was sent. */
+const stubFetch = (answer: (bearer: string | undefined, url: string) => Response) => {
+  const sent: Array<Sent> = []
+  const fetch: AuthenticatedFetch.FetchLike = async (url, init) => {
+    const headers: Record<string, string> = {}
+    new Headers(init?.headers).forEach((v, k) => (headers[k] = v))
+    sent.push({ url: String(url), headers, body: init?.body })
+    return answer(headers["authorization"], String(url))
+  }
+  return { fetch, sent }
+}
+
+const make = (auth: AuthHeaders.AuthHeaders, base: AuthenticatedFetch.FetchLike, headers?: Record<string, string>) =>
+  AuthenticatedFetch.makeWith(auth, Runtime.defaultRuntime, {
+    serverUrl: "https://mcp.example.com/mcp",
+    fetch: base,
+    ...(headers ? { headers } : {})
+  })
+
+const ok = () => new Response("{}", { status: 200 })
+const rpc = (method: string, params: unknown = {}) => JSON.stringify({ jsonrpc: "2.0", id: 1, method, params })
+
+describe("AuthenticatedFetch", () => {
+  it.live("adds the auth headers to requests for the MCP endpoint only", () =>
+    Effect.promise(async () => {
+      const { auth } = stubAuth()
+      const { fetch, sent } = stubFetch(ok)
+      const authed = make(auth, fetch)
+      await authed("https://mcp.example.com/mcp", { method: "POST", body: rpc("tools/list") })
+      await authed(new URL("https://mcp.example.com/mcp/sub?x=1"), { method: "GET" })
+      await authed("https://other.example.com/mcp", { method: "POST" })
+      await authed("https://mcp.example.com/oauth/token", { method: "POST" })
+      await authed("https://mcp.example.com/mcpx", { method: "POST" })
+      expect(sent.map((s) => [s.url, s.headers["authorization"], s.headers["x-service-account-token"]])).toEqual([
+        ["https://mcp.example.com/mcp", "Bearer tok-1", "svc"],
+        ["https://mcp.example.com/mcp/sub?x=1", "Bearer tok-1", "svc"],
+        ["https://other.example.com/mcp", undefined, undefined],
+        ["https://mcp.example.com/oauth/token", undefined, undefined],
+        ["https://mcp.example.com/mcpx", undefined, undefined]
+      ])
+    }))
+
+  it.live("passes the request context (method, MCP method, tool) to the auth headers", () =>
+    Effect.promise(async () => {
+      const { auth, contexts } = stubAuth()
+      const authed = make(auth, stubFetch(ok).fetch)
+      await authed("https://mcp.example.com/mcp", {
+        method: "post",
+        body: rpc("tools/call", { name: "jira_get_issue" })
+      })
+      await authed("https://mcp.example.com/mcp", { method: "DELETE" })
+      expect(contexts.map((c) => [c.method, c.mcpMethod, c.toolName])).toEqual([
+        ["POST", "tools/call", "jira_get_issue"],
+        ["DELETE", undefined, undefined]
+      ])
+    }))
+
+  it.live("keeps the SDK's headers and custom headers, and auth headers win", () =>
+    Effect.promise(async () => {
+      const { auth } = stubAuth()
+      const { fetch, sent } = stubFetch(ok)
+      const authed = make(auth, fetch, { "X-Team": "platform", Authorization: "Bearer custom-should-lose" })
+      await authed("https://mcp.example.com/mcp", {
+        method: "POST",
+        headers: new Headers({ "mcp-session-id": "s-1", accept: "application/json, text/event-stream" })
+      })
+      expect(sent[0]!.headers).toMatchObject({
+        "x-team": "platform",
+        "mcp-session-id": "s-1",
+        accept: "application/json, text/event-stream",
+        authorization: "Bearer tok-1"
+      })
+    }))
+
+  it.live("on a 401: invalidates the rejected token and replays once with a fresh one", () =>
+    Effect.promise(async () => {
+      const { auth, invalidated } = stubAuth()
+      const { fetch, sent } = stubFetch((bearer) => new Response("", { status: bearer === "Bearer tok-1" ? 401 : 200 }))
+      const response = await make(auth, fetch)("https://mcp.example.com/mcp", { method: "POST", body: rpc("ping") })
+      expect(response.status).toBe(200)
+      expect(invalidated).toEqual(["tok-1"])
+      expect(sent.map((s) => [s.headers["authorization"], s.body])).toEqual([
+        ["Bearer tok-1", rpc("ping")],
+        ["Bearer tok-2", rpc("ping")]
+      ])
+    }))
+
+  it.live("a second 401 is a typed McpUnauthorizedError with the server's challenge, never a loop", () =>
+    Effect.promise(async () => {
+      const { auth } = stubAuth()
+      const { fetch, sent } = stubFetch(() =>
+        new Response("", {
+          status: 401,
+          headers: { "www-authenticate": "Bearer error=\"invalid_token\", error_description=\"audience mismatch\"" }
+        })
+      )
+      const error = await make(auth, fetch)("https://mcp.example.com/mcp", { method: "POST", body: "{}" }).catch((e) =>
+        e
+      )
+      expect(error).toMatchObject({
+        _tag: "McpUnauthorizedError",
+        error: "invalid_token",
+        errorDescription: "audience mismatch"
+      })
+      expect(error.message).toContain("rejected a freshly fetched token (invalid_token: audience mismatch)")
+      expect(sent).toHaveLength(2)
+    }))
+
+  it.live("a 403 is not retried and is a typed McpForbiddenError", () =>
+    Effect.promise(async () => {
+      const { auth, invalidated } = stubAuth()
+      const { fetch, sent } = stubFetch(() => new Response("{}", { status: 403 }))
+      const error = await make(auth, fetch)("https://mcp.example.com/mcp", { method: "POST", body: "{}" }).catch((e) =>
+        e
+      )
+      expect(error).toMatchObject({ _tag: "McpForbiddenError" })
+      expect(sent).toHaveLength(1)
+      expect(invalidated).toEqual([])
+    }))
+
+  it.live("a request whose body cannot be replayed is not retried after a 401", () =>
+    Effect.promise(async () => {
+      const { auth, invalidated } = stubAuth()
+      const { fetch, sent } = stubFetch(() => new Response("", { status: 401 }))
+      const body = new ReadableStream({ start: (c) => c.close() })
+      const error = await make(auth, fetch)("https://mcp.example.com/mcp", { method: "POST", body }).catch((e) => e)
+      expect(error).toMatchObject({ _tag: "McpUnauthorizedError" })
+      expect(sent).toHaveLength(1)
+      expect(invalidated).toEqual(["tok-1"]) // the next request still gets a fresh token
+    }))
+
+  it.live("token failures are thrown as the typed error instance itself", () =>
+    Effect.promise(async () => {
+      const failure = new InvalidCredentialsError({ tokenUrl: "https://idp.example.com/token", status: 401 })
+      const { auth } = stubAuth({ fail: failure })
+      const { fetch, sent } = stubFetch(ok)
+      const error = await make(auth, fetch)("https://mcp.example.com/mcp", { method: "POST" }).catch((e) => e)
+      expect(error).toBe(failure)
+      expect(sent).toHaveLength(0)
+    }))
+
+  it("parses RFC 6750 challenges", () => {
+    expect(
+      AuthenticatedFetch.parseChallenge(
+        "Bearer realm=\"x\", error=\"invalid_token\", error_description=\"a \\\"b\\\"\""
+      )
+    )
+      .toEqual({ error: "invalid_token", errorDescription: "a \\\"b\\\"" })
+    expect(AuthenticatedFetch.parseChallenge(null)).toEqual({})
+  })
+})

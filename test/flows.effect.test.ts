@@ -1,0 +1,4 @@
+import { effectDriver } from "./utils/drivers.js"
+import { describeFlows } from "./utils/flows.js"
+
+describeFlows(effectDriver)

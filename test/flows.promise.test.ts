@@ -1,0 +1,4 @@
+import { promiseDriver } from "./utils/drivers.js"
+import { describeFlows } from "./utils/flows.js"
+
+describeFlows(promiseDriver)
