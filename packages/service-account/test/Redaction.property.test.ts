@@ -2,9 +2,9 @@ import { describe, expect, it } from "@effect/vitest"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
+import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
 import { Cause, Effect, Exit, FastCheck as fc, HashMap, List, Logger, Redacted, TestClock } from "effect"
 import * as util from "node:util"
-import * as FakeTokenEndpoint from "./utils/FakeTokenEndpoint.js"
 
 const formDecode = (s: string) => decodeURIComponent(s.replace(/\+/g, " "))
 

@@ -7,8 +7,8 @@ import * as RequestContext from "@mcp-auth/service-account/RequestContext"
 import type { ServiceTokenFunction } from "@mcp-auth/service-account/ServiceAccountConfig"
 import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
+import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
 import { Effect, Layer, Option, Redacted, TestClock } from "effect"
-import * as FakeTokenEndpoint from "./utils/FakeTokenEndpoint.js"
 import { config } from "./utils/provider.js"
 
 const request = RequestContext.make("https://mcp.example.com/mcp", "post", {

@@ -2,8 +2,8 @@ import { describe, expect, it } from "@effect/vitest"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import type { TokenError } from "@mcp-auth/service-account/ServiceAccountError"
 import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
+import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
 import { Duration, Effect, Either, Redacted, TestClock } from "effect"
-import * as FakeTokenEndpoint from "./utils/FakeTokenEndpoint.js"
 
 const config = (extra: Record<string, unknown> = {}) =>
   ServiceAccountConfig.decodeSync({

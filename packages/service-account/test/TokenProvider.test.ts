@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
+import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
 import { Clock, Effect, Fiber, Redacted, TestClock } from "effect"
-import * as FakeTokenEndpoint from "./utils/FakeTokenEndpoint.js"
 import { gate, settle, setup } from "./utils/provider.js"
 
 const token = FakeTokenEndpoint.token

@@ -19,6 +19,13 @@ export * as AuthorizationServer from "./AuthorizationServer.js"
 export * as BasicCredentials from "./BasicCredentials.js"
 
 /**
+ * An in-process token endpoint at the `HttpClient` boundary, for unit tests with `TestClock`.
+ *
+ * @since 0.1.0
+ */
+export * as FakeHttpClient from "./FakeHttpClient.js"
+
+/**
  * A programmable token endpoint for fault tests and benchmarks.
  *
  * @since 0.1.0

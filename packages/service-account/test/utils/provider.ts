@@ -1,8 +1,8 @@
 import * as Metrics from "@mcp-auth/service-account/Metrics"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
+import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
 import { Deferred, Effect, Metric, Redacted } from "effect"
-import * as FakeTokenEndpoint from "./FakeTokenEndpoint.js"
 
 export const SECRET = "cl1ent-s3cret-value"
 

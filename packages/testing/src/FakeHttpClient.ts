@@ -1,9 +1,22 @@
+/**
+ * A token endpoint at the `HttpClient` boundary, in-process: for unit tests of parsing and timing (with `TestClock`),
+ * never instead of the real servers. Counts calls and records every request.
+ *
+ * @since 0.1.0
+ */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import { Effect, Layer, Ref } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
 
-/** A request as the fake endpoint saw it. */
+/**
+ * A request as the fake endpoint saw it.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
 export interface Captured {
   readonly url: string
   readonly method: string
@@ -11,26 +24,48 @@ export interface Captured {
   readonly form: URLSearchParams
 }
 
-/** What the fake answers: a response, a transport failure with a Node error code, or both after a delay. */
+/**
+ * What the fake answers: a response, or a transport failure carrying a Node error code.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
 export type Reply =
   | { readonly status: number; readonly headers?: Record<string, string>; readonly body?: unknown }
   | { readonly fail: string; readonly message?: string }
 
+/**
+ * @since 0.1.0
+ * @category Models
+ */
 export type Handler = (call: number, request: Captured) => Effect.Effect<Reply>
 
-export interface FakeTokenEndpoint {
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface FakeHttpClient {
   readonly layer: Layer.Layer<HttpClient.HttpClient>
   readonly calls: Effect.Effect<number>
   readonly requests: Effect.Effect<ReadonlyArray<Captured>>
 }
 
+/**
+ * A successful token response for `tok-<n>`.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
 export const token = (n: number, expiresIn: unknown = 3600, extra: Record<string, unknown> = {}): Reply => ({
   status: 200,
   body: { access_token: `tok-${n}`, token_type: "Bearer", expires_in: expiresIn, ...extra }
 })
 
-/** A token endpoint at the HttpClient boundary: counts calls and records every request. */
-export const make = (handler: Handler): Effect.Effect<FakeTokenEndpoint> =>
+/**
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (handler: Handler): Effect.Effect<FakeHttpClient> =>
   Effect.gen(function*() {
     const log = yield* Ref.make<ReadonlyArray<Captured>>([])
     const client = HttpClient.make((request, url) =>
@@ -76,5 +111,10 @@ export const make = (handler: Handler): Effect.Effect<FakeTokenEndpoint> =>
     }
   })
 
-/** Fresh `tok-1`, `tok-2`, … tokens with the given lifetime. */
+/**
+ * Fresh `tok-1`, `tok-2`, … tokens with the given lifetime.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
 export const tokens = (expiresIn: unknown = 3600) => make((n) => Effect.succeed(token(n, expiresIn)))
