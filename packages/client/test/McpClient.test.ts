@@ -36,7 +36,7 @@ describe("McpClient", () => {
         toolCallTimeout: "300 millis",
         reconnect: { enabled: false }
       })
-        .pipe(Effect.provide(auth(stack.tokenUrl, clients[0]!)))
+        .pipe(Effect.provide(yield* Layer.build(auth(stack.tokenUrl, clients[0]!))))
       const error = yield* Effect.flip(client.callTool("sleep", { ms: 2000 }))
       expect(error).toMatchObject({ _tag: "McpRequestError", reason: "timeout", operation: "tools/call" })
       expect(error.message).toMatch(/^MCP tools\/call timed out/)
@@ -61,7 +61,7 @@ describe("McpClient", () => {
         url: stack.mcpUrl,
         fetch: flaky,
         reconnect: { initialBackoff: "10 millis" }
-      }).pipe(Effect.provide(auth(stack.tokenUrl, clients[0]!)))
+      }).pipe(Effect.provide(yield* Layer.build(auth(stack.tokenUrl, clients[0]!))))
       failNext = true
       const result = yield* client.callTool("echo", { text: "after reconnect" })
       expect(result.isError ?? false).toBe(false)
@@ -81,7 +81,7 @@ describe("McpClient", () => {
           )
           : fetch(url, init)
       const client = yield* McpClient.make({ url: stack.mcpUrl, fetch: flaky, reconnect: { enabled: false } }).pipe(
-        Effect.provide(auth(stack.tokenUrl, clients[0]!))
+        Effect.provide(yield* Layer.build(auth(stack.tokenUrl, clients[0]!)))
       )
       broken = true
       const error = yield* Effect.flip(client.listTools)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
-import { Clock, Effect, Fiber, Redacted, TestClock } from "effect"
+import { Cause, Clock, Effect, Fiber, Redacted, TestClock } from "effect"
 import { gate, settle, setup } from "./utils/provider.js"
 
 const token = FakeTokenEndpoint.token
@@ -230,6 +230,13 @@ describe("TokenProvider invalidation and concurrency", () => {
       yield* TestClock.adjust("4 seconds")
       expect(Redacted.value((yield* Fiber.join(patient)).token)).toBe("tok-1")
       expect(yield* t.fake.calls).toBe(1)
+    }))
+
+  it.effect("using a provider after its scope closed is a defect that says how to compose layers", () =>
+    Effect.gen(function*() {
+      const provider = yield* Effect.scoped(Effect.map(setup((n) => Effect.succeed(token(n))), (t) => t.provider))
+      const exit = yield* Effect.exit(provider.get)
+      expect(exit._tag === "Failure" && Cause.pretty(exit.cause)).toContain("was used after its scope closed")
     }))
 
   it.scoped("no caller waits on the token endpoint across 3 lifetimes under steady load", () =>

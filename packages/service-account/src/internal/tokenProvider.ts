@@ -48,6 +48,8 @@ interface State {
   readonly cooldown: { readonly until: number; readonly status: number } | undefined
   /** Invalid-credentials latch: callers get `error` without a request before `until`. */
   readonly latch: { readonly until: number; readonly error: InvalidCredentialsError } | undefined
+  /** The provider's scope has closed: using it is a bug in how layers are composed. */
+  readonly closed: boolean
 }
 
 const initial: State = {
@@ -56,7 +58,8 @@ const initial: State = {
   degraded: undefined,
   lastError: undefined,
   cooldown: undefined,
-  latch: undefined
+  latch: undefined,
+  closed: false
 }
 
 /** The blocking window just before expiry: never hand out a token with less than this left. */
@@ -93,6 +96,10 @@ const outcome = (exit: Exit.Exit<unknown, TokenError>): string =>
     ? "success"
     : Option.match(Cause.failureOption(exit.cause), { onNone: () => "interrupted", onSome: (e) => e._tag })
 
+const closedMessage = (name: string) =>
+  `TokenProvider ${name} was used after its scope closed: keep its layer provided for as long as clients use it ` +
+  "(compose with Layer.provide, or Layer.build it in the scope of the client), not Effect.provide around a constructor"
+
 /** @internal */
 export interface MakeOptions {
   readonly name?: string | undefined
@@ -107,6 +114,7 @@ export const make = (
     const client = yield* HttpClient.HttpClient
     const scope = yield* Effect.scope
     const state = yield* Ref.make(initial)
+    yield* Effect.addFinalizer(() => Ref.update(state, (s) => ({ ...s, closed: true })))
     const name = options?.name ?? config.clientId
     const labels = [MetricLabel.make("provider", name)]
     const tokenUrl = displayUrl(config.tokenUrl)
@@ -276,6 +284,7 @@ export const make = (
 
     const get: Effect.Effect<AccessToken.AccessToken, TokenError> = Effect.clockWith((clock) =>
       Effect.flatMap(Ref.get(state), (s) => {
+        if (s.closed) return Effect.dieMessage(closedMessage(name))
         const now = clock.unsafeCurrentTimeMillis()
         const entry = s.entry
         if (entry !== undefined && now < entry.usableUntil) {
