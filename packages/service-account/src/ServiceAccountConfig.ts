@@ -11,14 +11,13 @@ import * as ConfigError from "effect/ConfigError"
 import type * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import * as SchemaAST from "effect/SchemaAST"
+import * as ConfigSchema from "./ConfigSchema.js"
 import * as internal from "./internal/text.js"
 import type { RequestContext } from "./RequestContext.js"
-import { ConfigIssue, ConfigurationError } from "./ServiceAccountError.js"
+import { ConfigurationError } from "./ServiceAccountError.js"
 
 /**
  * A user function producing the service token for one request: the token, or `[headerName, token]` to override the
@@ -53,53 +52,12 @@ export const DEFAULT_SERVICE_TOKEN_HEADER = "X-Service-Account-Token"
 // Field schemas
 // ---------------------------------------------------------------------------------------------------------------------
 
-const typed = <S extends Schema.Schema.AnyNoContext>(schema: S, field: string, what: string): S =>
-  schema.annotations({ message: (issue) => `${field} must be ${what}, got ${JSON.stringify(issue.actual)}` }) as S
-
-const nonEmpty = (field: string, hint: string) =>
-  Schema.String.annotations({ message: () => `${field} must be a string` }).pipe(
-    Schema.filter((s) => s.trim().length > 0, { message: () => `${field} must not be empty: ${hint}` })
-  )
-
-/** A secret: a string or an already `Redacted` string. Its value never appears in an error message. */
-const Secret = (field: string, hint: string) =>
-  Schema.transformOrFail(Schema.Unknown, Schema.RedactedFromSelf(Schema.String), {
-    strict: true,
-    decode: (u, _, ast) => {
-      const value = typeof u === "string" ? u : Redacted.isRedacted(u) ? Redacted.value(u) : undefined
-      if (typeof value !== "string") {
-        return ParseResult.fail(new ParseResult.Type(ast, "<redacted>", `${field} must be a string`))
-      }
-      if (value.trim().length === 0) {
-        return ParseResult.fail(new ParseResult.Type(ast, "<redacted>", `${field} must not be empty: ${hint}`))
-      }
-      return ParseResult.succeed(Redacted.isRedacted(u) ? u as Redacted.Redacted<string> : Redacted.make(value))
-    },
-    encode: ParseResult.succeed
-  }).annotations({ identifier: "SecretStr" })
-
-const NonNegativeInt = (field: string) =>
-  typed(Schema.Number, field, "a number").pipe(
-    Schema.filter((n) => Number.isInteger(n) && n >= 0, {
-      message: (issue) => `${field} must be a whole number of seconds ≥ 0, got ${String(issue.actual)}`
-    })
-  ).annotations({ identifier: "int" })
-
-const PositiveSeconds = (field: string) =>
-  typed(Schema.Number, field, "a number").pipe(
-    Schema.filter((n) => Number.isFinite(n) && n > 0, {
-      message: (issue) => `${field} must be a number of seconds > 0, got ${String(issue.actual)}`
-    })
-  )
-
-const NonNegativeSeconds = (field: string) =>
-  typed(Schema.Number, field, "a number").pipe(
-    Schema.filter((n) => Number.isFinite(n) && n >= 0, {
-      message: (issue) => `${field} must be a number of seconds ≥ 0, got ${String(issue.actual)}`
-    })
-  )
-
-const Bool = (field: string) => typed(Schema.Boolean, field, "true or false")
+const nonEmpty = ConfigSchema.nonEmptyString
+const Secret = ConfigSchema.secret
+const NonNegativeInt = (field: string) => ConfigSchema.number(field, { min: 0, integer: true, unit: "seconds" })
+const PositiveSeconds = (field: string) => ConfigSchema.number(field, { min: 0, exclusiveMin: true, unit: "seconds" })
+const NonNegativeSeconds = (field: string) => ConfigSchema.number(field, { min: 0, unit: "seconds" })
+const Bool = ConfigSchema.boolean
 
 const ScopeToken = Schema.String.pipe(
   Schema.filter((s) => /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(s), {
@@ -120,18 +78,7 @@ const Scopes = Schema.transform(
   }
 )
 
-const HeaderName = (field: string) =>
-  Schema.String.annotations({ message: () => `${field} must be a string` }).pipe(
-    Schema.filter((h) => internal.isHeaderName(h), {
-      message: (issue) => `${field} ${JSON.stringify(issue.actual)} is not a valid HTTP header name`
-    }),
-    Schema.filter((h) => !internal.reservedHeaders.has(h.toLowerCase()), {
-      message: (issue) =>
-        `${field} must not be ${
-          JSON.stringify(issue.actual)
-        }: that header is reserved (Authorization carries the bearer token); use e.g. X-Service-Account-Token`
-    })
-  )
+const HeaderName = ConfigSchema.headerName
 
 const FunctionRef = Schema.declare((u): u is ServiceTokenFunction => Predicate.isFunction(u), {
   identifier: "function"
@@ -172,9 +119,7 @@ export const ServiceTokenInput = Schema.Struct(ServiceTokenFields).annotations({
 
 const RetryFields = {
   max_attempts: Schema.optionalWith(
-    typed(Schema.Number, "retry.max_attempts", "a number").pipe(Schema.filter((n) => Number.isInteger(n) && n >= 1, {
-      message: (issue) => `retry.max_attempts must be a whole number ≥ 1, got ${String(issue.actual)}`
-    })).annotations({ identifier: "int" }),
+    ConfigSchema.number("retry.max_attempts", { min: 1, integer: true }),
     { default: () => 4 }
   ).annotations({ description: "Token requests per fetch, the first included", default: 4 }),
   initial_backoff_seconds: Schema.optionalWith(NonNegativeSeconds("retry.initial_backoff_seconds"), {
@@ -401,47 +346,11 @@ const toModel = (input: typeof ServiceAccountConfigInput.Type): ServiceAccountCo
 // Decoding with every problem at once
 // ---------------------------------------------------------------------------------------------------------------------
 
-const keysAt: Record<string, ReadonlyArray<string>> = {
-  "": Object.keys(fields),
-  service_token: Object.keys(ServiceTokenFields),
-  retry: Object.keys(RetryFields)
-}
-
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
-const schemaIssues = (input: unknown): Array<{ path: string; message: string }> => {
-  const result = Schema.decodeUnknownEither(ServiceAccountConfigInput)(input, {
-    errors: "all",
-    onExcessProperty: "error"
-  })
-  if (Either.isRight(result)) return []
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(result.left)
-    // an optional or nullable field fails on every union member; the "undefined"/"null" members add only noise
-    .filter((issue) => !/^Expected (undefined|null), actual/.test(issue.message))
-  return issues.map((issue) => {
-    const path = issue.path.map(String)
-    const key = path.join(".")
-    if (issue._tag === "Unexpected") {
-      const parent = path.slice(0, -1).join(".")
-      const name = path[path.length - 1] ?? ""
-      const suggestion = internal.closest(name, keysAt[parent] ?? [])
-      const where = parent ? ` in ${parent}` : ""
-      return {
-        path: key,
-        message: `unknown key ${JSON.stringify(name)}${where}` +
-          (suggestion ? `: did you mean ${JSON.stringify(suggestion)}?` : ": remove it")
-      }
-    }
-    if (issue._tag === "Missing" && issue.message === "is missing") {
-      return { path: key, message: `${key} is required` }
-    }
-    return { path: key, message: issue.message }
-  })
-}
-
-const crossFieldIssues = (input: Record<string, unknown>): Array<{ path: string; message: string }> => {
-  const issues: Array<{ path: string; message: string }> = []
-  const insecure = input.allow_insecure_http === true
+const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Problem> => {
+  const issues: Array<ConfigSchema.Problem> = []
+  const insecure = input.allow_insecure_http === true || input.allow_insecure_http === "true"
   if (typeof input.token_url === "string" && input.token_url.trim().length > 0) {
     let url: URL | undefined
     try {
@@ -544,28 +453,13 @@ export const decodeEither = (
   input: unknown,
   options?: DecodeOptions
 ): Either.Either<ServiceAccountConfig, ConfigurationError> => {
-  const prefix = options?.path ? `${options.path}.` : ""
-  const fail = (issues: ReadonlyArray<{ path: string; message: string }>) =>
-    Either.left(
-      new ConfigurationError({
-        issues: issues.map((i) =>
-          new ConfigIssue({ path: `${prefix}${i.path}`.replace(/\.$/, ""), message: i.message })
-        )
-      })
-    )
-  if (!isRecord(input)) {
-    return fail([{ path: "", message: "the service account config must be a map of keys to values" }])
+  const problems = isRecord(input)
+    ? [...ConfigSchema.problems(ServiceAccountConfigInput, input), ...crossFieldIssues(input)]
+    : [{ path: "", message: "the service account config must be a map of keys to values" }]
+  if (problems.length > 0) {
+    return Either.left(new ConfigurationError({ issues: ConfigSchema.toIssues(problems, options?.path) }))
   }
-  const issues = [...schemaIssues(input), ...crossFieldIssues(input)]
-  if (issues.length > 0) {
-    const seen = new Set<string>()
-    return fail(issues.filter((i) => {
-      const k = `${i.path}\u0000${i.message}`
-      return seen.has(k) ? false : (seen.add(k), true)
-    }))
-  }
-  const decoded = Schema.decodeUnknownSync(ServiceAccountConfigInput)(input)
-  return Either.right(toModel(decoded))
+  return Either.right(toModel(Schema.decodeUnknownSync(ServiceAccountConfigInput)(input)))
 }
 
 /**
@@ -596,68 +490,6 @@ export const envVariables: ReadonlyArray<{ readonly key: string; readonly variab
   .filter((key) => key !== "_type" && key !== "service_token" && key !== "retry")
   .map((key) => ({ key, variable: `SERVICE_ACCOUNT_${key.toUpperCase()}` }))
 
-const typeName = (ast: SchemaAST.AST): string => {
-  const identifier = SchemaAST.getIdentifierAnnotation(ast)
-  if (Option.isSome(identifier) && ast._tag !== "Literal") return identifier.value
-  switch (ast._tag) {
-    case "StringKeyword":
-      return "str"
-    case "NumberKeyword":
-      return "float"
-    case "BooleanKeyword":
-      return "bool"
-    case "Literal":
-      return ast.literal === null ? "None" : JSON.stringify(ast.literal)
-    case "TupleType":
-      return "list"
-    case "TypeLiteral":
-      return ast.indexSignatures.length > 0 ? "dict" : "object"
-    case "UnknownKeyword":
-      return "any"
-    case "Declaration":
-      return "object"
-    case "Refinement":
-      return typeName(ast.from)
-    case "Transformation":
-      return typeName(ast.from)
-    case "Union":
-      return [...new Set(ast.types.flatMap((t) => typeName(t).split(" | ")))].join(" | ")
-    case "UndefinedKeyword":
-      return "None"
-    default:
-      return ast._tag
-  }
-}
-
-const fieldInfo = (field: Schema.Struct.Fields[string]): {
-  readonly type: SchemaAST.AST
-  readonly annotations: SchemaAST.Annotations
-  readonly isOptional: boolean
-} => {
-  if (!Schema.isPropertySignature(field)) {
-    return { type: field.ast, annotations: field.ast.annotations, isOptional: false }
-  }
-  const ast = field.ast
-  return ast._tag === "PropertySignatureDeclaration"
-    ? { type: ast.type, annotations: ast.annotations, isOptional: ast.isOptional }
-    : {
-      // a field with a default: describe the decoded side, which is never undefined
-      type: ast.to.type,
-      annotations: { ...ast.from.annotations, ...ast.to.annotations },
-      isOptional: ast.from.isOptional
-    }
-}
-
-const parseScalar = (key: string, raw: string): unknown => {
-  const type = typeName(fieldInfo(fields[key as keyof typeof fields]).type)
-  const text = raw.trim()
-  if (type.startsWith("bool")) return text === "true" ? true : text === "false" ? false : raw
-  if ((type.startsWith("float") || type.startsWith("int")) && text !== "" && !Number.isNaN(Number(text))) {
-    return Number(text)
-  }
-  return raw
-}
-
 /**
  * The configuration read from environment variables (`SERVICE_ACCOUNT_CLIENT_ID`, `SERVICE_ACCOUNT_CLIENT_SECRET`,
  * `SERVICE_ACCOUNT_TOKEN_URL`, `SERVICE_ACCOUNT_SCOPES`, …; see {@link envVariables}) through Effect's `Config`, so
@@ -678,7 +510,7 @@ export const fromEnv: Config.Config<ServiceAccountConfig> = Config.all({
     for (const { key } of envVariables) {
       const value = values[key]
       if (value !== undefined && Option.isSome(value)) {
-        input[key] = key === "client_secret" ? Redacted.make(value.value) : parseScalar(key, value.value)
+        input[key] = key === "client_secret" ? Redacted.make(value.value) : value.value
       }
     }
     if (Option.isSome(serviceToken)) {
@@ -701,40 +533,19 @@ export const fromEnv: Config.Config<ServiceAccountConfig> = Config.all({
 )
 
 /**
- * A description of every field, nested ones included, derived from the Schema (used by `mcp-auth info`).
- *
  * @since 0.1.0
  * @category Models
  */
-export interface FieldDoc {
-  readonly name: string
-  readonly type: string
-  readonly description: string
-  readonly required: boolean
-  readonly default?: unknown
-}
-
-const nestedFields: Record<string, Schema.Struct.Fields> = { service_token: ServiceTokenFields, retry: RetryFields }
-
-const describeFields = (structFields: Schema.Struct.Fields, prefix: string): Array<FieldDoc> =>
-  Object.entries(structFields).flatMap(([key, field]) => {
-    const { annotations, isOptional, type } = fieldInfo(field)
-    const name = `${prefix}${key}`
-    const doc: FieldDoc = {
-      name,
-      type: typeName(type),
-      description: String(annotations[SchemaAST.DescriptionAnnotationId] ?? ""),
-      required: !isOptional,
-      ...(SchemaAST.DefaultAnnotationId in annotations ? { default: annotations[SchemaAST.DefaultAnnotationId] } : {})
-    }
-    const nested = nestedFields[key]
-    return nested && prefix === "" ? [doc, ...describeFields(nested, `${name}.`)] : [doc]
-  })
+export type FieldDoc = ConfigSchema.FieldDoc
 
 /**
- * Every field, nested ones included, in Schema order, read from the Schema itself so it cannot drift.
+ * Every field, nested ones included, in Schema order, read from the Schema itself so it cannot drift (used by
+ * `mcp-auth info components`).
  *
  * @since 0.1.0
  * @category Models
  */
-export const fieldDocs: ReadonlyArray<FieldDoc> = describeFields(fields, "")
+export const fieldDocs: ReadonlyArray<FieldDoc> = ConfigSchema.describeFields(fields, {
+  service_token: ServiceTokenFields,
+  retry: RetryFields
+})

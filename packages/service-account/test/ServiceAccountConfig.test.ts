@@ -158,13 +158,22 @@ describe("ServiceAccountConfig", () => {
       ])
     })
 
-    it("rejects a negative or fractional buffer", () => {
+    it("rejects a negative or fractional buffer; accepts a numeric string (from ${VAR} interpolation)", () => {
       expect(issuesOf({ ...base, token_cache_buffer_seconds: -1 })).toEqual([
         "token_cache_buffer_seconds: token_cache_buffer_seconds must be a whole number of seconds ≥ 0, got -1"
       ])
-      expect(issuesOf({ ...base, token_cache_buffer_seconds: "300" })).toEqual([
-        "token_cache_buffer_seconds: token_cache_buffer_seconds must be a number, got \"300\""
+      expect(issuesOf({ ...base, token_cache_buffer_seconds: 2.5 })).toEqual([
+        "token_cache_buffer_seconds: token_cache_buffer_seconds must be a whole number of seconds ≥ 0, got 2.5"
       ])
+      expect(issuesOf({ ...base, token_cache_buffer_seconds: "soon" })).toEqual([
+        "token_cache_buffer_seconds: token_cache_buffer_seconds must be a number, got \"soon\""
+      ])
+      expect(ServiceAccountConfig.decodeSync({ ...base, token_cache_buffer_seconds: "600" }).tokenCacheBufferSeconds)
+        .toBe(600)
+      expect(
+        ServiceAccountConfig.decodeSync({ ...base, allow_insecure_http: "true", token_url: "http://127.0.0.1:1/t" })
+          .allowInsecureHttp
+      ).toBe(true)
     })
 
     it("rejects unknown keys with a did-you-mean, inside service_token too (NAT ignores those)", () => {
