@@ -123,13 +123,40 @@ const reconnectable = (error: McpCallError): boolean => error._tag === "McpReque
 export const make = (
   options: Options
 ): Effect.Effect<McpClient, McpCallError, AuthHeaders.AuthHeaders | Scope.Scope> =>
+  Effect.flatMap(
+    AuthenticatedFetch.make({ serverUrl: options.url, fetch: options.fetch, headers: options.headers }),
+    (fetch) => makeWithFetch(options, fetch)
+  )
+
+/**
+ * A client without mcp-auth headers (an MCP server that needs no auth, as NAT allows); `headers` still apply.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const makeUnauthenticated = (options: Options): Effect.Effect<McpClient, McpCallError, Scope.Scope> => {
+  const base: AuthenticatedFetch.FetchLike = options.fetch ?? ((url, init) => globalThis.fetch(url, init))
+  const headers = options.headers
+  return makeWithFetch(
+    options,
+    headers === undefined ? base : (url, init) => {
+      const merged = new Headers(headers)
+      new Headers(init?.headers).forEach((value, name) => merged.set(name, value))
+      return base(url, { ...init, headers: merged })
+    }
+  )
+}
+
+const makeWithFetch = (
+  options: Options,
+  fetch: AuthenticatedFetch.FetchLike
+): Effect.Effect<McpClient, McpCallError, Scope.Scope> =>
   Effect.gen(function*() {
     const url = new URL(options.url)
     const display = `${url.origin}${url.pathname}`
     const name = options.name ?? display
     const reconnect = { ...defaultReconnect, ...options.reconnect }
     const timeoutMs = Duration.toMillis(Duration.decode(options.toolCallTimeout ?? Duration.seconds(60)))
-    const fetch = yield* AuthenticatedFetch.make({ serverUrl: url, fetch: options.fetch, headers: options.headers })
 
     const connect = Effect.tryPromise({
       try: async () => {

@@ -1,0 +1,180 @@
+/**
+ * A workflow running: one token provider per `authentication:` entry (shared by every function group that references
+ * it, one token cache each, as in NAT) and one MCP client per function group, with NAT's include/exclude and tool
+ * overrides applied.
+ *
+ * @since 0.1.0
+ */
+import type { FetchLike } from "@mcp-auth/client/AuthenticatedFetch"
+import * as McpClient from "@mcp-auth/client/McpClient"
+import { type McpCallError, McpRequestError } from "@mcp-auth/client/McpClientError"
+import * as TrustedFetch from "@mcp-auth/client/TrustedFetch"
+import * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
+import type { ConfigurationError, ServiceTokenError, TokenError } from "@mcp-auth/service-account/ServiceAccountError"
+import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
+import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
+import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
+import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as ServiceTokenLoader from "./ServiceTokenLoader.js"
+import type { FunctionGroupConfig, WorkflowConfig } from "./WorkflowConfig.js"
+
+/**
+ * A tool as a function group exposes it: the alias from `tool_overrides` if any.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface GroupTool {
+  readonly name: string
+  readonly serverName: string
+  readonly description: string | undefined
+  readonly inputSchema: Tool["inputSchema"]
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface FunctionGroup {
+  readonly name: string
+  readonly config: FunctionGroupConfig
+  /** Tools after include/exclude and overrides. */
+  readonly listTools: Effect.Effect<ReadonlyArray<GroupTool>, McpCallError>
+  /** Calls a tool by its exposed name (alias or server name). */
+  readonly callTool: (tool: string, args?: Record<string, unknown>) => Effect.Effect<CallToolResult, McpCallError>
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Workflow {
+  readonly config: WorkflowConfig
+  readonly providers: ReadonlyMap<string, TokenProvider.TokenProvider>
+  readonly groups: ReadonlyMap<string, FunctionGroup>
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export type StartError = ConfigurationError | ServiceTokenError | TokenError | McpCallError
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Options {
+  /** A PEM bundle trusted for MCP servers and for token endpoints without their own `ca_file`. */
+  readonly caFile?: string | undefined
+  /** Connect only these function groups (default: all). */
+  readonly groups?: ReadonlyArray<string> | undefined
+  /** Whether to connect MCP clients at all (`false` for token-only commands). */
+  readonly connect?: boolean | undefined
+}
+
+/**
+ * Applies `include` / `exclude` and `tool_overrides` to a client.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const functionGroup = (config: FunctionGroupConfig, client: McpClient.McpClient): FunctionGroup => {
+  const allowed = (serverName: string) =>
+    config.include.length > 0 ? config.include.includes(serverName) : !config.exclude.includes(serverName)
+  const exposed = (serverName: string) => config.toolOverrides[serverName]?.alias ?? serverName
+  const serverNameOf = (tool: string) =>
+    Object.entries(config.toolOverrides).find(([, o]) => o.alias === tool)?.[0] ?? tool
+  const listTools = Effect.map(
+    client.listTools,
+    (tools) =>
+      tools.filter((t) => allowed(t.name)).map((t): GroupTool => ({
+        name: exposed(t.name),
+        serverName: t.name,
+        description: config.toolOverrides[t.name]?.description ?? t.description,
+        inputSchema: t.inputSchema
+      }))
+  )
+  return {
+    name: config.name,
+    config,
+    listTools,
+    callTool: (tool, args) => {
+      const serverName = serverNameOf(tool)
+      return allowed(serverName)
+        ? client.callTool(serverName, args)
+        : Effect.fail(
+          new McpRequestError({
+            url: `${config.url.origin}${config.url.pathname}`,
+            operation: "tools/call",
+            reason: "protocol",
+            detail: `tool ${tool} is not exposed by function group ${config.name} (include/exclude)`
+          })
+        )
+    }
+  }
+}
+
+/**
+ * Starts a workflow in the current scope: loads service-token functions, builds the providers (fetching a token at
+ * once for `preflight_auth: true`) and connects the MCP clients.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (config: WorkflowConfig, options: Options = {}): Effect.Effect<Workflow, StartError, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (config.ignored.length > 0) {
+      yield* Effect.logDebug("Ignoring what mcp-auth does not run").pipe(
+        Effect.annotateLogs({ source: config.source, ignored: config.ignored.join("; ") })
+      )
+    }
+    const loadFunction = ServiceTokenLoader.make(config.baseDir)
+    const wanted = [...config.groups.values()].filter((g) =>
+      options.groups === undefined || options.groups.includes(g.name)
+    )
+    const auth = new Map<string, Context.Context<AuthHeaders.AuthHeaders>>()
+    const providers = new Map<string, TokenProvider.TokenProvider>()
+    for (const [name, provider] of config.providers) {
+      const tokenLayer = TokenProvider.layer(provider, { name }).pipe(
+        Layer.provide(TokenHttpClient.layer({ caFile: provider.caFile ?? options.caFile }))
+      )
+      const context = yield* Layer.build(
+        AuthHeaders.layer.pipe(
+          Layer.provide(ServiceToken.layerFromConfig(provider, { loadFunction })),
+          Layer.provideMerge(tokenLayer)
+        )
+      )
+      const tokens = Context.get(context, TokenProvider.TokenProvider)
+      if (provider.preflightAuth) yield* tokens.get
+      providers.set(name, tokens)
+      auth.set(name, context)
+    }
+    const fetch: FetchLike | undefined = options.caFile === undefined ? undefined : yield* TrustedFetch.make({
+      caFile: options.caFile
+    })
+    const groups = new Map<string, FunctionGroup>()
+    if (options.connect !== false) {
+      for (const group of wanted) {
+        const clientOptions: McpClient.Options = {
+          url: group.url,
+          name: group.name,
+          transport: group.transport,
+          headers: group.customHeaders,
+          fetch,
+          toolCallTimeout: group.toolCallTimeout,
+          reconnect: group.reconnect
+        }
+        const context = group.authProvider === undefined ? undefined : auth.get(group.authProvider)
+        const client = context === undefined
+          ? yield* McpClient.makeUnauthenticated(clientOptions)
+          : yield* McpClient.make(clientOptions).pipe(Effect.provide(context))
+        groups.set(group.name, functionGroup(group, client))
+      }
+    }
+    return { config, providers, groups }
+  })
