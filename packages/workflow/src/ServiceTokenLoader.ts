@@ -15,7 +15,6 @@ import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
-import { tsImport } from "tsx/esm/api"
 
 const failure = (reference: string, detail: string, cause?: unknown) =>
   new ServiceTokenError({
@@ -59,8 +58,13 @@ export const make = (baseDir: string): FunctionLoader => (reference) =>
       return yield* failure(reference, `module ${Path.resolve(baseDir, target.module)} does not exist`)
     }
     const module = yield* Effect.tryPromise({
+      // tsx (TypeScript support) is loaded only when a workflow references a module
       try: () =>
-        tsImport(specifier, pathToFileURL(Path.join(baseDir, "workflow.yml")).href) as Promise<Record<string, unknown>>,
+        import("tsx/esm/api").then(({ tsImport }) =>
+          tsImport(specifier, pathToFileURL(Path.join(baseDir, "workflow.yml")).href) as Promise<
+            Record<string, unknown>
+          >
+        ),
       catch: (cause) =>
         failure(
           reference,

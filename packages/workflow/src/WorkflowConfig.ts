@@ -97,38 +97,51 @@ const ToolOverride = Schema.Struct({
 })
 
 const McpClientFields = {
-  _type: Schema.Literal("mcp_client"),
-  server: Schema.Struct(ServerFields).annotations({
-    message: () => "server must be a map (transport, url, auth_provider, …)"
+  _type: Schema.propertySignature(Schema.Literal("mcp_client")).annotations({ description: "The type of the object" }),
+  server: Schema.propertySignature(
+    Schema.Struct(ServerFields).annotations({
+      message: () => "server must be a map (transport, url, auth_provider, …)"
+    })
+  ).annotations({ description: "The MCP server to connect to" }),
+  include: Schema.optionalWith(nameList("include"), { default: () => [] }).annotations({
+    description: "Only these tools (server names); not with exclude",
+    default: []
   }),
-  include: Schema.optionalWith(nameList("include"), { default: () => [] }).annotations({ default: [] }),
-  exclude: Schema.optionalWith(nameList("exclude"), { default: () => [] }).annotations({ default: [] }),
-  tool_overrides: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: ToolOverride }))),
+  exclude: Schema.optionalWith(nameList("exclude"), { default: () => [] }).annotations({
+    description: "All tools but these (server names); not with include",
+    default: []
+  }),
+  tool_overrides: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: ToolOverride })))
+    .annotations({
+      description: "Per tool: an alias and a description to expose instead of the server's"
+    }),
   tool_call_timeout: Schema.optionalWith(seconds("tool_call_timeout"), { default: () => 60 }).annotations({
+    description: "Timeout of one tool call or tool listing, in seconds",
     default: 60
   }),
   auth_flow_timeout: Schema.optionalWith(seconds("auth_flow_timeout"), { default: () => 300 }).annotations({
     description: "Interactive OAuth only; not used for service accounts",
     default: 300
   }),
-  reconnect_enabled: Schema.optionalWith(ConfigSchema.boolean("reconnect_enabled"), { default: () => true }),
+  reconnect_enabled: Schema.optionalWith(ConfigSchema.boolean("reconnect_enabled"), { default: () => true })
+    .annotations({ description: "Reconnect and retry once after a connection failure", default: true }),
   reconnect_max_attempts: Schema.optionalWith(
     ConfigSchema.number("reconnect_max_attempts", { min: 0, integer: true }),
     { default: () => 2 }
-  ),
+  ).annotations({ description: "Connection attempts per reconnect", default: 2 }),
   reconnect_initial_backoff: Schema.optionalWith(
     ConfigSchema.number("reconnect_initial_backoff", { min: 0, unit: "seconds" }),
     { default: () => 0.5 }
-  ),
+  ).annotations({ description: "First reconnect backoff in seconds, doubling", default: 0.5 }),
   reconnect_max_backoff: Schema.optionalWith(
     ConfigSchema.number("reconnect_max_backoff", { min: 0, unit: "seconds" }),
     { default: () => 50 }
-  ),
+  ).annotations({ description: "Longest reconnect backoff in seconds", default: 50 }),
   // accepted for compatibility; mcp-auth has no agent runtime that would use them
-  middleware: Schema.optional(Schema.Unknown),
-  session_aware_tools: Schema.optional(Schema.Unknown),
-  max_sessions: Schema.optional(Schema.Unknown),
-  session_idle_timeout: Schema.optional(Schema.Unknown)
+  middleware: Schema.optional(Schema.Unknown).annotations({ description: "NAT agent middleware (ignored)" }),
+  session_aware_tools: Schema.optional(Schema.Unknown).annotations({ description: "NAT sessions (ignored)" }),
+  max_sessions: Schema.optional(Schema.Unknown).annotations({ description: "NAT sessions (ignored)" }),
+  session_idle_timeout: Schema.optional(Schema.Unknown).annotations({ description: "NAT sessions (ignored)" })
 }
 
 /**
@@ -138,6 +151,16 @@ const McpClientFields = {
  * @category Schemas
  */
 export const McpClientInput = Schema.Struct(McpClientFields).annotations({ identifier: "mcp_client" })
+
+/**
+ * Every `mcp_client` field, `server.*` included, read from the Schema (used by `mcp-auth info components`).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export const mcpClientFieldDocs: ReadonlyArray<ConfigSchema.FieldDoc> = ConfigSchema.describeFields(McpClientFields, {
+  server: ServerFields
+})
 
 /**
  * @since 0.1.0

@@ -1,0 +1,130 @@
+/**
+ * How the CLI reports a failure: one clear line (a list for configuration problems), a hint taken from the
+ * troubleshooting guide, and a distinct exit code per error family.
+ *
+ * @since 0.1.0
+ */
+import { isMcpClientError } from "@mcp-auth/client/McpClientError"
+import { isServiceAccountError } from "@mcp-auth/service-account/ServiceAccountError"
+
+/**
+ * Exit codes, one per error family.
+ *
+ * @since 0.1.0
+ * @category Constants
+ */
+export const ExitCode = {
+  ok: 0,
+  unexpected: 1,
+  usage: 2,
+  configuration: 3,
+  invalidCredentials: 4,
+  rateLimited: 5,
+  tls: 6,
+  network: 7,
+  tokenEndpoint: 8,
+  serviceToken: 9,
+  mcpServer: 10,
+  toolError: 11
+} as const
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Report {
+  readonly code: number
+  readonly message: string
+  readonly hint?: string | undefined
+}
+
+/**
+ * A failure the CLI itself detects (bad `--args`, unknown group or provider).
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class UsageError extends Error {
+  readonly _tag = "UsageError"
+  constructor(message: string, readonly hint?: string) {
+    super(message)
+  }
+}
+
+/**
+ * A tool answered with `isError: true`.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class ToolError extends Error {
+  readonly _tag = "ToolError"
+}
+
+const ciHint =
+  "Authentication works locally but fails in CI/CD? Verify all environment variables are set in your CI/CD platform."
+
+/**
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const report = (error: unknown): Report => {
+  if (error instanceof UsageError) return { code: ExitCode.usage, message: error.message, hint: error.hint }
+  if (error instanceof ToolError) return { code: ExitCode.toolError, message: error.message }
+  if (isServiceAccountError(error)) {
+    switch (error._tag) {
+      case "ConfigurationError": {
+        const text = error.issues.map((i) => i.toString()).join("\n")
+        const hint = /environment variable/.test(text)
+          ? ciHint
+          : /client_id is required/.test(text)
+          ? "Ensure client_id is set in your configuration or the corresponding environment variable is defined."
+          : "Fix the keys listed above; `mcp-auth info components` lists every option."
+        return { code: ExitCode.configuration, message: error.message, hint }
+      }
+      case "InvalidCredentialsError":
+        return {
+          code: ExitCode.invalidCredentials,
+          message: error.message,
+          hint:
+            "Verify your client ID and client secret are correct, the token endpoint URL is reachable, and your service account has the necessary permissions."
+        }
+      case "RateLimitedError":
+        return { code: ExitCode.rateLimited, message: error.message, hint: "Wait before retrying." }
+      case "TlsError":
+        return {
+          code: ExitCode.tls,
+          message: error.message,
+          hint:
+            "The server may use certificates from an internal Certificate Authority: set ca_file in the provider config, or pass --ca-file."
+        }
+      case "NetworkError":
+      case "TokenTimeoutError":
+        return {
+          code: ExitCode.network,
+          message: error.message,
+          hint: "Check that the token endpoint URL is reachable from here."
+        }
+      case "TokenEndpointError":
+      case "MalformedResponseError":
+        return { code: ExitCode.tokenEndpoint, message: error.message }
+      case "ServiceTokenError":
+        return {
+          code: ExitCode.serviceToken,
+          message: error.message,
+          hint: "Check service_token in the provider config and the function or variables behind it."
+        }
+    }
+  }
+  if (isMcpClientError(error)) {
+    return {
+      code: ExitCode.mcpServer,
+      message: error.message,
+      hint: error._tag === "McpRequestError"
+        ? "Check the function group's server.url and that the MCP server is up."
+        : undefined
+    }
+  }
+  const text = error instanceof Error ? error.message : String(error)
+  return { code: ExitCode.unexpected, message: `Unexpected error: ${text}`, hint: "Rerun with --verbose for details." }
+}

@@ -1,0 +1,271 @@
+/**
+ * The built `mcp-auth` binary, run as a subprocess against real HTTPS servers: exit codes, output, and no secret in
+ * stdout or stderr on any path. (The test command runs `tsc -b` first, which builds the binary.)
+ */
+import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
+import { AuthorizationServer, McpServer, TestPki } from "@mcp-auth/testing"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../../..")
+const bin = Path.join(root, "packages/cli/build/esm/bin.js")
+const examples = Path.join(root, "examples/nat-workflows")
+
+interface Run {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<Run> =>
+  new Promise((resolve) => {
+    ChildProcess.execFile(
+      process.execPath,
+      [bin, ...args],
+      { env: { PATH: process.env.PATH ?? "", ...env }, timeout: 60_000 },
+      (error, stdout, stderr) =>
+        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
+    )
+  })
+
+const SECRET = "cli-Secret:with%chars+9"
+const JIRA_TOKEN = "jira-service-token-for-cli-tests"
+let as: AuthorizationServer.AuthorizationServer & { close(): Promise<void> }
+let jama: McpServer.McpServer & { close(): Promise<void> }
+let jira: McpServer.McpServer & { close(): Promise<void> }
+let caFile: string
+let env: Record<string, string>
+const outputs: Array<string> = []
+
+const cli = async (args: ReadonlyArray<string>, extraEnv: Record<string, string> = {}) => {
+  const result = await run(args, { ...env, ...extraEnv })
+  outputs.push(result.stdout, result.stderr)
+  return result
+}
+
+beforeAll(async () => {
+  if (!Fs.existsSync(bin)) throw new Error(`${bin} is missing: build first with \`npx tsc -b\``)
+  const pki = await TestPki.shared()
+  caFile = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "mcp-auth-cli-")), "ca.pem")
+  Fs.writeFileSync(caFile, pki.ca)
+  as = await AuthorizationServer.start({
+    clients: [{ clientId: "svc-cli", clientSecret: SECRET }],
+    scopes: ["mcp:tools"],
+    https: pki.server
+  })
+  const common = {
+    authorizationServer: as,
+    audience: as.issuer,
+    requiredScopes: ["mcp:tools"],
+    ca: pki.ca,
+    https: pki.server
+  }
+  jama = await McpServer.start(common)
+  jira = await McpServer.start({ ...common, serviceToken: { header: "X-Jira-Service-Token", accept: JIRA_TOKEN } })
+  env = {
+    SERVICE_ACCOUNT_CLIENT_ID: "svc-cli",
+    SERVICE_ACCOUNT_CLIENT_SECRET: SECRET,
+    SERVICE_ACCOUNT_TOKEN_URL: as.tokenUrl,
+    SERVICE_ACCOUNT_SCOPES: "mcp:tools",
+    CORPORATE_MCP_SERVICE_ACCOUNT_JAMA_URL: jama.url,
+    CORPORATE_MCP_SERVICE_ACCOUNT_JIRA_URL: jira.url,
+    JIRA_SERVICE_TOKEN: JIRA_TOKEN,
+    SERVICE_TOKEN_HEADER: "X-Jira-Service-Token"
+  }
+}, 60_000)
+
+afterAll(async () => {
+  await jira?.close()
+  await jama?.close()
+  await as?.close()
+})
+
+const config = (name: string) => Path.join(examples, `config-mcp-service-account-${name}.yml`)
+
+describe("mcp-auth CLI (built binary)", () => {
+  it("every command has --help", async () => {
+    for (
+      const command of [[], ["info"], ["info", "components"], ["validate"], ["token"], ["tools"], ["tools", "list"], [
+        "tools",
+        "call"
+      ], ["demo"]]
+    ) {
+      const result = await cli([...command, "--help"])
+      expect(result.code, command.join(" ")).toBe(0)
+      expect(result.stdout).toContain("USAGE")
+    }
+  })
+
+  it("info components lists every field of the Schema, nested ones included", async () => {
+    const result = await cli(["info", "components", "-t", "auth_provider", "-q", "mcp_service_account"])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain("mcp-auth Search Results")
+    expect(result.stdout).toContain("auth_provider")
+    const schema = ServiceAccountConfig.ServiceAccountConfigInput.fields
+    const expected = [
+      ...Object.keys(schema),
+      ...Object.keys(ServiceAccountConfig.ServiceTokenInput.fields).map((k) => `service_token.${k}`),
+      ...Object.keys(ServiceAccountConfig.RetryInput.fields).map((k) => `retry.${k}`)
+    ]
+    // a field the Schema gains but the output lacks fails here
+    for (const field of expected) expect(result.stdout).toMatch(new RegExp(`\\b${field.replace(".", "\\.")} \\(`))
+    expect(result.stdout).toContain("token_cache_buffer_seconds (int): Seconds before token expiry to refresh")
+    expect(result.stdout).toContain("Defaults to 300.")
+    expect(result.stdout).not.toContain("function_group")
+
+    const json = await cli(["info", "components", "-q", "mcp_service_account", "--json"])
+    const rows = JSON.parse(json.stdout) as Array<{ component_name: string; fields: Array<{ name: string }> }>
+    expect(rows.map((r) => r.component_name)).toEqual(["mcp_service_account"])
+    expect(rows[0]!.fields.map((f) => f.name).sort()).toEqual([...expected].sort())
+  })
+
+  it("validate: a NAT example config with the right environment is valid", async () => {
+    for (const name of ["jama", "jira", "jira-function"]) {
+      const result = await cli(["validate", "-c", config(name)])
+      expect(result.code, result.stderr).toBe(0)
+      expect(result.stdout).toContain("is valid")
+      expect(result.stdout).toContain("ignored:         llms: (not run by mcp-auth); workflow: (not run by mcp-auth)")
+    }
+  })
+
+  it("validate: with three variables unset, names all three and exits 3 with the CI hint", async () => {
+    const result = await cli(["validate", "-c", config("jira")], {
+      SERVICE_ACCOUNT_CLIENT_SECRET: "",
+      JIRA_SERVICE_TOKEN: "",
+      CORPORATE_MCP_SERVICE_ACCOUNT_JIRA_URL: ""
+    })
+    // an empty variable counts as set (as in NAT); unset them for real
+    expect(result.code).toBe(3)
+    const unset = await run(
+      ["validate", "-c", config("jira")],
+      Object.fromEntries(
+        Object.entries(env).filter(([k]) =>
+          !["SERVICE_ACCOUNT_CLIENT_SECRET", "JIRA_SERVICE_TOKEN", "CORPORATE_MCP_SERVICE_ACCOUNT_JIRA_URL"].includes(k)
+        )
+      )
+    )
+    outputs.push(unset.stdout, unset.stderr)
+    expect(unset.code).toBe(3)
+    for (
+      const name of ["SERVICE_ACCOUNT_CLIENT_SECRET", "JIRA_SERVICE_TOKEN", "CORPORATE_MCP_SERVICE_ACCOUNT_JIRA_URL"]
+    ) {
+      expect(unset.stderr).toContain(`environment variable ${name} is not set`)
+    }
+    expect(unset.stderr).toContain("Hint: Authentication works locally but fails in CI/CD?")
+  })
+
+  it("token: fetches over HTTPS with --ca-file, keeps the token redacted unless asked", async () => {
+    const result = await cli(["token", "-c", config("jama"), "--ca-file", caFile])
+    expect(result.code, result.stderr).toBe(0)
+    expect(result.stdout).toContain("provider:     jama_service_account")
+    expect(result.stdout).toContain("token_type:   Bearer")
+    expect(result.stdout).toContain("scopes:       mcp:tools")
+    expect(result.stdout).toMatch(/expires_at: {3}\d{4}-.*\(in \d+s\)/)
+    expect(result.stdout).toContain("access_token: <redacted>")
+    const shown = await run(["token", "-c", config("jama"), "--ca-file", caFile, "--show-token"], env)
+    expect(shown.stdout).toMatch(/access_token: ey[\w-]+\.[\w-]+\.[\w-]+/)
+  })
+
+  it("tools list and tools call run the NAT example configs against the embedded servers", async () => {
+    const list = await cli(["tools", "list", "-c", config("jira-function"), "--ca-file", caFile])
+    expect(list.code, list.stderr).toBe(0)
+    expect(list.stdout).toContain("mcp_jira (7 tools)")
+    expect(list.stdout).toContain("mcp_jira.jira_get_issue")
+    expect(list.stderr).toContain("… connecting mcp_jira")
+    const call = await cli([
+      "tools",
+      "call",
+      "-c",
+      config("jira"),
+      "mcp_jira.jira_get_issue",
+      "--args",
+      "{\"key\":\"OCSW-2116\"}",
+      "--ca-file",
+      caFile
+    ])
+    expect(call.code, call.stderr).toBe(0)
+    expect(call.stdout).toContain("\"status\": \"In Progress\"")
+    const jamaCall = await cli([
+      "tools",
+      "call",
+      "-c",
+      config("jama"),
+      "mcp_jama.jama_list_releases",
+      "--args",
+      "{\"projectId\":1}",
+      "--ca-file",
+      caFile
+    ])
+    expect(jamaCall.code, jamaCall.stderr).toBe(0)
+    expect(jira.mcpRequests.every((r) => r.headers["x-jira-service-token"] === JIRA_TOKEN)).toBe(true)
+  })
+
+  it("a distinct exit code and a hint per error family, never a stack trace without --verbose", async () => {
+    const tls = await cli(["token", "-c", config("jama")])
+    expect(tls.code).toBe(6)
+    expect(tls.stderr).toMatch(
+      /^Error: TLS certificate verification failed for https:\/\/127\.0\.0\.1:\d+\/token \(UNABLE_TO_VERIFY_LEAF_SIGNATURE/m
+    )
+    expect(tls.stderr).toContain("Hint: The server may use certificates from an internal Certificate Authority")
+    expect(tls.stderr).not.toMatch(/\n\s+at /)
+
+    const wrongSecret = await cli(["token", "-c", config("jama"), "--ca-file", caFile], {
+      SERVICE_ACCOUNT_CLIENT_SECRET: "not-the-secret-value"
+    })
+    expect(wrongSecret.code).toBe(4)
+    expect(wrongSecret.stderr).toContain("Error: Invalid service account credentials (invalid_client")
+    expect(wrongSecret.stderr).toContain("Hint: Verify your client ID and client secret are correct")
+    expect(wrongSecret.stderr + wrongSecret.stdout).not.toContain("not-the-secret-value")
+
+    const badArgs = await cli([
+      "tools",
+      "call",
+      "-c",
+      config("jira"),
+      "mcp_jira.jira_get_issue",
+      "--args",
+      "{oops",
+      "--ca-file",
+      caFile
+    ])
+    expect(badArgs.code).toBe(2)
+    expect(badArgs.stderr).toContain("Error: --args is not valid JSON")
+
+    const unknownGroup = await cli(["tools", "list", "-c", config("jira"), "--group", "nope", "--ca-file", caFile])
+    expect(unknownGroup.code).toBe(2)
+    expect(unknownGroup.stderr).toContain("Hint: groups: mcp_jira")
+
+    const missing = await cli(["validate", "-c", "/nonexistent/workflow.yml"])
+    expect(missing.code).toBe(3)
+    expect(missing.stderr).toContain("cannot read the workflow file (ENOENT)")
+
+    const wrongServiceToken = await cli(["tools", "list", "-c", config("jira"), "--ca-file", caFile], {
+      JIRA_SERVICE_TOKEN: "wrong-service-token-value"
+    })
+    expect(wrongServiceToken.code).toBe(10)
+    expect(wrongServiceToken.stderr).toContain("refused the request (HTTP 403)")
+
+    const usage = await cli(["tokn"])
+    expect(usage.code).toBe(2)
+
+    const verbose = await cli(["token", "-c", config("jama"), "--verbose"])
+    expect(verbose.code).toBe(6)
+    expect(verbose.stderr).toMatch(/\n\s+at /)
+  })
+
+  it("no secret, service token or access token in any output of any run above", () => {
+    const issued = as.tokenRequests.map((r) => r.accessToken).filter((t): t is string => t !== undefined)
+    expect(issued.length).toBeGreaterThan(3)
+    const shownToken = /access_token: (ey\S+)/.exec(outputs.join("\n"))?.[1]
+    for (const text of outputs) {
+      expect(text).not.toContain(SECRET)
+      expect(text).not.toContain(JIRA_TOKEN)
+      expect(text).not.toContain(Buffer.from(`svc-cli:${encodeURIComponent(SECRET)}`).toString("base64"))
+      for (const token of issued) if (token !== shownToken) expect(text).not.toContain(token)
+    }
+  })
+})
