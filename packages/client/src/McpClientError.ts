@@ -21,6 +21,10 @@ export const TypeId: unique symbol = Symbol.for("@mcp-auth/client/McpClientError
  */
 export type TypeId = typeof TypeId
 
+/** The server's `WWW-Authenticate` challenge, as ` (error: description)`. */
+const challenge = (e: { readonly error?: string | undefined; readonly errorDescription?: string | undefined }) =>
+  e.error ? ` (${e.error}${e.errorDescription ? `: ${e.errorDescription}` : ""})` : ""
+
 /**
  * The MCP server answered 401 to a token that was fetched fresh after its first 401, or to a request that could not
  * be replayed. Usually a token the server will never accept: wrong audience, issuer or scopes.
@@ -43,8 +47,7 @@ export class McpUnauthorizedError extends Schema.TaggedError<McpUnauthorizedErro
    * @since 0.1.0
    */
   override get message(): string {
-    const detail = this.error ? ` (${this.error}${this.errorDescription ? `: ${this.errorDescription}` : ""})` : ""
-    return `The MCP server at ${this.url} rejected a freshly fetched token${detail}` +
+    return `The MCP server at ${this.url} rejected a freshly fetched token${challenge(this)}` +
       ": check that the token's audience/resource and scopes match what the server expects"
   }
 }
@@ -72,8 +75,7 @@ export class McpForbiddenError extends Schema.TaggedError<McpForbiddenError>("@m
    * @since 0.1.0
    */
   override get message(): string {
-    const detail = this.error ? ` (${this.error}${this.errorDescription ? `: ${this.errorDescription}` : ""})` : ""
-    return `The MCP server at ${this.url} refused the request (HTTP 403)${detail}` +
+    return `The MCP server at ${this.url} refused the request (HTTP 403)${challenge(this)}` +
       ": check the service token and header (dual pattern) and the scopes"
   }
 }
