@@ -58,7 +58,7 @@ export const waitSeconds = Metric.histogram(
 )
 
 /**
- * Seconds one token fetch took, retries included, by `mode` (`blocking` or `background`).
+ * Seconds one token fetch took, retries and Retry-After waits included (blocking or background).
  *
  * @since 0.1.0
  * @category Metrics
