@@ -289,7 +289,7 @@ export class ServiceTokenError extends Schema.TaggedError<ServiceTokenError>(
   override get message(): string {
     switch (this.reason) {
       case "load_failed":
-        return `Failed to load service token function: ${this.detail}`
+        return `Failed to load service token function ${this.detail}`
       case "function_failed":
         return `Failed to get service token from function: ${this.detail}`
       case "empty_token":

@@ -32,11 +32,11 @@ describe("ServiceTokenLoader", () => {
     Effect.gen(function*() {
       const missingModule = yield* Effect.flip(load("./nope.ts#f"))
       expect(missingModule.message).toBe(
-        `Failed to load service token function: './nope.ts#f': module ${Path.join(dir, "nope.ts")} does not exist`
+        `Failed to load service token function './nope.ts#f': module ${Path.join(dir, "nope.ts")} does not exist`
       )
       const missingExport = yield* Effect.flip(load("./tokens.ts#getJira"))
       expect(missingExport.message).toBe(
-        "Failed to load service token function: './tokens.ts#getJira': ./tokens.ts has no exported function getJira (it exports: fromKwargs)"
+        "Failed to load service token function './tokens.ts#getJira': ./tokens.ts has no exported function getJira (it exports: fromKwargs)"
       )
       const notFunction = yield* Effect.flip(load("./tokens.ts#notAFunction"))
       expect(notFunction.reason).toBe("load_failed")
