@@ -127,7 +127,7 @@ const RetryFields = {
   }).annotations({ description: "First backoff ceiling; doubles per attempt, full jitter", default: 0.5 }),
   max_backoff_seconds: Schema.optionalWith(NonNegativeSeconds("retry.max_backoff_seconds"), { default: () => 10 })
     .annotations({ description: "Cap on one backoff", default: 10 }),
-  max_elapsed_seconds: Schema.optionalWith(NonNegativeSeconds("retry.max_elapsed_seconds"), { default: () => 30 })
+  max_elapsed_seconds: Schema.optionalWith(PositiveSeconds("retry.max_elapsed_seconds"), { default: () => 30 })
     .annotations({
       description: "Longest a waiting caller is kept for one fetch, retries and Retry-After waits included",
       default: 30

@@ -291,12 +291,18 @@ export const fromHttpClientError = (
  * @category Constructors
  */
 export const request = (
-  config: ServiceAccountConfig
+  config: ServiceAccountConfig,
+  options?: {
+    /** Overrides `timeout_seconds` (the provider caps attempts at the caller's remaining budget). */
+    readonly timeout?: Duration.DurationInput | undefined
+  }
 ): Effect.Effect<AccessToken.AccessToken, TokenError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const client = HttpClient.withTracerPropagation(yield* HttpClient.HttpClient, false)
     const issuedAt = yield* Clock.currentTimeMillis
-    const timeout = Duration.seconds(config.timeoutSeconds)
+    const timeout = options?.timeout === undefined
+      ? Duration.seconds(config.timeoutSeconds)
+      : Duration.decode(options.timeout)
     const raw = yield* client.execute(makeRequest(config)).pipe(
       Effect.flatMap((response) =>
         Effect.map(response.text, (body): RawResponse => ({ status: response.status, headers: response.headers, body }))

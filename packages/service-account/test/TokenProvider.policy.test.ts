@@ -169,4 +169,92 @@ describe("token endpoint failure policy", () => {
       expect(yield* t.waiters).toBe(1)
       expect((yield* t.provider.state).status).toBe("degraded")
     }))
+
+  it.scoped("a background refresh that runs out of time before expiry is not restarted by every call", () =>
+    Effect.gen(function*() {
+      let down = false
+      const t = yield* setup((n) => Effect.succeed(down ? { status: 500, body: "" } : token(n, 600)), {
+        retry: { max_attempts: 1, initial_backoff_seconds: 60, max_backoff_seconds: 60 }
+      })
+      yield* t.provider.get
+      down = true
+      yield* TestClock.adjust("540 seconds") // last minute of the lead window
+      for (let i = 0; i < 580; i++) {
+        yield* t.provider.get
+        yield* settle
+        yield* TestClock.adjust("100 millis")
+      }
+      // one failed refresh, then the loop gave up (its backoff ran past expiry) and nothing restarted it
+      expect(yield* t.fake.calls).toBeLessThanOrEqual(3)
+    }))
+
+  it.scoped("a server's refresh_in: 0 cannot turn every call into a token request", () =>
+    Effect.gen(function*() {
+      const t = yield* setup((n) => Effect.succeed(token(n, 3600, { refresh_in: 0 })))
+      yield* t.provider.get
+      yield* Effect.all(Array.from({ length: 50 }, () => t.provider.get), { concurrency: "unbounded" })
+      yield* settle
+      expect(yield* t.fake.calls).toBe(1)
+      const state = yield* t.provider.state
+      expect("refreshAt" in state && state.refreshAt).toBe(360_000) // floored at 10 % of the lifetime
+    }))
+
+  it.scoped("a token that is dead on arrival (expires_in: 0) is an error, never handed out", () =>
+    Effect.gen(function*() {
+      const t = yield* setup((n) => Effect.succeed(token(n, 0)))
+      const error = yield* Effect.flip(t.provider.get)
+      expect(error).toMatchObject({ _tag: "MalformedResponseError", reason: "expires_in" })
+      expect(error.message).toContain("the token expired before it arrived")
+    }))
+
+  it.scoped("retry.max_elapsed_seconds bounds the whole fetch: an attempt never outlives the caller's budget", () =>
+    Effect.gen(function*() {
+      const t = yield* setup(
+        (n) => n === 1 ? Effect.succeed({ status: 500, body: "" }) : Effect.as(Effect.never, token(n)),
+        { timeout_seconds: 30, retry: { max_elapsed_seconds: 10, initial_backoff_seconds: 1, max_backoff_seconds: 1 } }
+      )
+      const fiber = yield* Effect.fork(Effect.flip(t.provider.get))
+      const started = yield* Clock.currentTimeMillis
+      const exit = yield* drive(fiber, "100 millis")
+      const ended = yield* Clock.currentTimeMillis
+      expect(exit._tag === "Success" && exit.value._tag).toBe("TokenTimeoutError")
+      expect(ended - started).toBeLessThanOrEqual(10_300)
+    }))
+
+  it.scoped("an old refresh loop stops when another fetch has replaced the token", () =>
+    Effect.gen(function*() {
+      let down = false
+      const t = yield* setup((n) => Effect.succeed(down ? { status: 500, body: "" } : token(n, 600)), {
+        retry: { max_attempts: 1, initial_backoff_seconds: 20, max_backoff_seconds: 20 }
+      })
+      const first = yield* t.provider.get
+      down = true
+      yield* TestClock.adjust("500 seconds")
+      yield* t.provider.get // starts the refresh loop, which fails and sleeps up to 20 s
+      yield* settle
+      const afterFailure = yield* t.fake.calls
+      down = false
+      yield* TestClock.adjust("2 seconds") // past the 1 s throttle on 401-driven drops
+      expect(yield* t.provider.invalidate(first)).toBe(true)
+      // the failed refresh left a cool-down: this caller waits it out, then fetches
+      const fetched = yield* drive(yield* Effect.fork(t.value(t.provider.get)), "1 second")
+      const replaced = fetched._tag === "Success" ? fetched.value : "failed"
+      expect(replaced).toMatch(/^tok-\d+$/)
+      const calls = yield* t.fake.calls
+      yield* TestClock.adjust("30 seconds")
+      yield* settle
+      expect(yield* t.fake.calls).toBe(calls) // the old loop woke up and did nothing
+      expect(yield* t.value(t.provider.get)).toBe(replaced)
+      expect(afterFailure).toBe(2)
+    }))
+
+  it.scoped("401-driven drops are at most one per second", () =>
+    Effect.gen(function*() {
+      const t = yield* setup((n) => Effect.succeed(token(n)))
+      expect(yield* t.provider.invalidate(yield* t.provider.get)).toBe(true)
+      expect(yield* t.provider.invalidate(yield* t.provider.get)).toBe(false) // a server rejecting every token
+      yield* TestClock.adjust("1 second")
+      expect(yield* t.provider.invalidate(yield* t.provider.get)).toBe(true)
+      expect(yield* t.value(t.provider.get)).toBe("tok-3")
+    }))
 })
