@@ -159,6 +159,16 @@ export interface Problem {
 }
 
 /**
+ * Effect's default messages end with `, actual <the input>`, which may be a secret (a flat `service_token: <token>`,
+ * say): keep what was expected, never what was given.
+ */
+const withoutActual = (key: string, message: string): string => {
+  const expected = /^Expected ([\s\S]*?), actual [\s\S]*$/.exec(message)?.[1]
+  if (expected === undefined) return message
+  return /^(Struct|\{)/.test(expected) ? `${key} must be a map of keys to values` : `${key} must be ${expected}`
+}
+
+/**
  * Every problem a Schema finds in `input` (errors: all, unknown keys rejected with a "did you mean").
  *
  * @since 0.1.0
@@ -188,7 +198,7 @@ export const problems = <A, I>(schema: Schema.Schema<A, I>, input: unknown): Arr
       if (issue._tag === "Missing" && issue.message === "is missing") {
         return { path: key, message: `${key} is required` }
       }
-      return { path: key, message: issue.message }
+      return { path: key, message: withoutActual(key, issue.message) }
     })
 }
 

@@ -356,10 +356,8 @@ const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pr
     try {
       url = new URL(input.token_url.trim())
     } catch {
-      issues.push({
-        path: "token_url",
-        message: `token_url ${JSON.stringify(input.token_url)} is not a valid URL: use https://host/path`
-      })
+      // the value is not echoed: it may hold credentials (https://user:password@…)
+      issues.push({ path: "token_url", message: "token_url is not a valid URL: use https://host/path" })
     }
     if (url !== undefined) {
       const loopback = internal.isLoopbackHost(url.hostname)
@@ -404,6 +402,13 @@ const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pr
     }
   }
   const st = input.service_token
+  if (st != null && !isRecord(st)) {
+    issues.push({
+      path: "service_token",
+      message: "service_token must be a map with token or function (early NAT drafts' flat `service_token: <token>` " +
+        "is not supported: write `service_token: { token: ${JIRA_SERVICE_TOKEN} }`)"
+    })
+  }
   if (isRecord(st)) {
     const hasToken = st.token != null
     const hasFunction = st.function != null
@@ -454,7 +459,13 @@ export const decodeEither = (
   options?: DecodeOptions
 ): Either.Either<ServiceAccountConfig, ConfigurationError> => {
   const problems = isRecord(input)
-    ? [...ConfigSchema.problems(ServiceAccountConfigInput, input), ...crossFieldIssues(input)]
+    ? [
+      // a flat service_token gets its own, more helpful message below
+      ...ConfigSchema.problems(ServiceAccountConfigInput, input).filter((p) =>
+        !(p.path === "service_token" && p.message.endsWith("must be a map of keys to values"))
+      ),
+      ...crossFieldIssues(input)
+    ]
     : [{ path: "", message: "the service account config must be a map of keys to values" }]
   if (problems.length > 0) {
     return Either.left(new ConfigurationError({ issues: ConfigSchema.toIssues(problems, options?.path) }))

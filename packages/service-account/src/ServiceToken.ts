@@ -106,7 +106,16 @@ export const normalize = (result: unknown, header: string): Either.Either<Servic
       )
     }
     const checked = checkHeader(result[0])
-    if (Either.isLeft(checked)) return Either.left(checked.left)
+    if (Either.isLeft(checked)) {
+      // never echo what the function returned: a [token, header] mix-up would print the token
+      return Either.left(
+        new ServiceTokenError({
+          reason: "invalid_header",
+          detail: "the function returned an invalid or reserved header name as the first element of [header, token]" +
+            " (Authorization and transport headers are reserved; did it return [token, header]?)"
+        })
+      )
+    }
     name = checked.right
     value = result[1]
   }

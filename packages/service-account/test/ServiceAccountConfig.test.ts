@@ -142,7 +142,7 @@ describe("ServiceAccountConfig", () => {
         "token_url: token_url must use https, got ftp"
       ])
       expect(issuesOf({ ...base, token_url: "not a url" })).toEqual([
-        "token_url: token_url \"not a url\" is not a valid URL: use https://host/path"
+        "token_url: token_url is not a valid URL: use https://host/path"
       ])
       expect(issuesOf({ ...base, token_url: "https://user:pw@auth.example.com/t" })).toEqual([
         "token_url: token_url must not contain credentials: use client_id and client_secret"
@@ -212,6 +212,18 @@ describe("ServiceAccountConfig", () => {
     it("prefixes paths so workflow loaders can point into the YAML", () => {
       const result = ServiceAccountConfig.decodeEither({ ...base, client_id: "" }, { path: "authentication.jira" })
       expect(Either.isLeft(result) && result.left.issues[0]!.path).toBe("authentication.jira.client_id")
+    })
+
+    it("never prints a secret: wrong types, NAT's flat service_token, an unparseable token_url", () => {
+      const flat = errorOf({ ...base, service_token: "jira-SECRET-123", token_url: "https://user:pa ss@[bad/" })
+      expect(flat.issues.map(String)).toEqual([
+        "token_url: token_url is not a valid URL: use https://host/path",
+        "service_token: service_token must be a map with token or function (early NAT drafts' flat `service_token: <token>` is not supported: write `service_token: { token: ${JIRA_SERVICE_TOKEN} }`)"
+      ])
+      for (const t of [flat.message, util.inspect(flat, { depth: Infinity })]) {
+        expect(t).not.toContain("jira-SECRET-123")
+        expect(t).not.toContain("pa ss")
+      }
     })
 
     it("never prints a secret, even when it has the wrong type", () => {
