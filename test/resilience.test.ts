@@ -68,14 +68,15 @@ describe("resilience (real HTTP)", () => {
 
   it.scopedLive("refresh failing while the token is valid: callers are served, degraded shows it, recovery on heal", () =>
     Effect.gen(function*() {
-      const endpoint = yield* FaultTokenEndpoint.make({ expiresIn: 6 })
+      // lead = min(6, 16/2) = 6 s: refresh 4.8–6 s before expiry at 16 s, usable until 15 s: seconds of slack
+      const endpoint = yield* FaultTokenEndpoint.make({ expiresIn: 16 })
       const p = yield* provider(endpoint, "degraded-real", {
-        token_cache_buffer_seconds: 3,
+        token_cache_buffer_seconds: 6,
         retry: { max_attempts: 1, initial_backoff_seconds: 0.1, max_backoff_seconds: 0.2 }
       })
       const first = Redacted.value((yield* p.get).token)
       endpoint.setFallback({ status: 503, body: "" })
-      yield* Effect.sleep("3.5 seconds") // inside the refresh window (2.4–3 s before expiry)
+      yield* Effect.sleep("11.5 seconds") // inside the refresh window (from 10–11.2 s)
       for (let i = 0; i < 10; i++) {
         expect(Redacted.value((yield* p.get).token)).toBe(first)
         yield* Effect.sleep("100 millis")

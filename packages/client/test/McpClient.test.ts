@@ -31,13 +31,14 @@ describe("McpClient", () => {
   it.scopedLive("applies tool_call_timeout to tool calls", () =>
     Effect.gen(function*() {
       const stack = yield* TestStack.make({ clients })
+      // the timeout also bounds connect (initialize + the first token): well above that on a loaded machine
       const client = yield* McpClient.make({
         url: stack.mcpUrl,
-        toolCallTimeout: "300 millis",
+        toolCallTimeout: "1500 millis",
         reconnect: { enabled: false }
       })
         .pipe(Effect.provide(yield* Layer.build(auth(stack.tokenUrl, clients[0]!))))
-      const error = yield* Effect.flip(client.callTool("sleep", { ms: 2000 }))
+      const error = yield* Effect.flip(client.callTool("sleep", { ms: 4000 }))
       expect(error).toMatchObject({ _tag: "McpRequestError", reason: "timeout", operation: "tools/call" })
       expect(error.message).toMatch(/^MCP tools\/call timed out/)
       const ok = yield* client.callTool("echo", { text: "still connected" })

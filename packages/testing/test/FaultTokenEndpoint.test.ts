@@ -187,7 +187,7 @@ describe("FaultTokenEndpoint", () => {
       await sleep(50)
       const closing = Date.now()
       await endpoint.close()
-      expect(Date.now() - closing).toBeLessThan(500)
+      expect(Date.now() - closing).toBeLessThan(2000) // the hang itself would never end
       expect(await pending).toBe("closed")
     }))
 
@@ -195,7 +195,7 @@ describe("FaultTokenEndpoint", () => {
     withEndpoint({}, async (endpoint) => {
       endpoint.enqueue(
         FaultTokenEndpoint.delayed(150, FaultTokenEndpoint.success()),
-        FaultTokenEndpoint.slowBody(400)
+        FaultTokenEndpoint.slowBody(1500)
       )
       let started = Date.now()
       await (await post(endpoint.url)).json()
@@ -205,9 +205,9 @@ describe("FaultTokenEndpoint", () => {
       const response = await post(endpoint.url)
       const headersAfter = Date.now() - started
       expect(response.status).toBe(200)
-      expect(headersAfter).toBeLessThan(300)
+      expect(headersAfter).toBeLessThan(1000) // headers well before the 1.5 s body
       expect((await response.json()).access_token).toBe("tok-2")
-      expect(Date.now() - started).toBeGreaterThanOrEqual(395)
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1495)
 
       endpoint.setLatency(50)
       for (let i = 0; i < 3; i++) {

@@ -145,9 +145,10 @@ describe("McpServer", () => {
     }
   })
 
-  it.live("a token that really expires (TTL 1 s) is refused on an open session", () =>
+  it.live("a token that really expires (TTL 3 s) is refused on an open session", () =>
     Effect.gen(function*() {
-      as.setAccessTokenTtl(1)
+      // JWT exp has one-second granularity: a 3 s token lives 2–3 s, enough to connect on a loaded machine
+      as.setAccessTokenTtl(3)
       const token = yield* Effect.promise(() => getToken(as)).pipe(
         Effect.ensuring(Effect.sync(() => as.setAccessTokenTtl(3600)))
       )
@@ -156,7 +157,7 @@ describe("McpServer", () => {
         ({ client }) => Effect.promise(() => client.close())
       )
       yield* Effect.promise(() => client.callTool({ name: "echo", arguments: { text: "ok" } }))
-      yield* Effect.promise(() => sleep(1100))
+      yield* Effect.promise(() => sleep(3100))
       const error = yield* Effect.flip(
         Effect.tryPromise(() => client.callTool({ name: "echo", arguments: { text: "late" } }))
       )
