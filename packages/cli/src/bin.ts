@@ -10,6 +10,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Cli from "./Cli.js"
@@ -46,5 +47,6 @@ const program = Cli.run(process.argv).pipe(
 
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,
-  teardown: (_exit, onExit) => onExit(exitCode)
+  // Ctrl-C interrupts the program before it can set a code: 130, as shells report SIGINT
+  teardown: (exit, onExit) => onExit(Exit.isFailure(exit) ? Cause.isInterruptedOnly(exit.cause) ? 130 : 1 : exitCode)
 })

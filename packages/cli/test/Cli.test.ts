@@ -257,6 +257,37 @@ describe("mcp-auth CLI (built binary)", () => {
     expect(verbose.stderr).toMatch(/\n\s+at /)
   })
 
+  it("Ctrl-C while waiting for a token exits 130, not 0", async () => {
+    const { FaultTokenEndpoint } = await import("@mcp-auth/testing")
+    const endpoint = await FaultTokenEndpoint.start({ fallback: FaultTokenEndpoint.hang() })
+    try {
+      const file = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "mcp-auth-cli-")), "workflow.yml")
+      Fs.writeFileSync(
+        file,
+        `authentication:
+  sa:
+    _type: mcp_service_account
+    client_id: svc
+    client_secret: s3cret-value
+    token_url: ${endpoint.url}
+    allow_insecure_http: true
+`
+      )
+      const child = ChildProcess.spawn(process.execPath, [bin, "token", "-c", file], {
+        env: { PATH: process.env.PATH ?? "" }
+      })
+      let stderr = ""
+      child.stderr.on("data", (chunk) => {
+        stderr += String(chunk)
+        if (stderr.includes("requesting a token")) setTimeout(() => child.kill("SIGINT"), 200)
+      })
+      const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)))
+      expect(code).toBe(130)
+    } finally {
+      await endpoint.close()
+    }
+  })
+
   it("no secret, service token or access token in any output of any run above", () => {
     const issued = as.tokenRequests.map((r) => r.accessToken).filter((t): t is string => t !== undefined)
     expect(issued.length).toBeGreaterThan(3)

@@ -10,7 +10,9 @@
  * @since 0.1.0
  */
 import * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
+import * as ConfigSchema from "@mcp-auth/service-account/ConfigSchema"
 import * as RequestContext from "@mcp-auth/service-account/RequestContext"
+import { ConfigIssue, ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
 import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -35,6 +37,11 @@ export interface Options {
   readonly fetch?: FetchLike | undefined
   /** Static headers for MCP requests (NAT's `custom_headers`); auth headers win over same-named ones. */
   readonly headers?: Readonly<Record<string, string>> | undefined
+  /**
+   * Which requests get the auth headers: `endpoint` (default), the server URL's path and below; `origin`, any path
+   * on its origin (the deprecated SSE transport posts to an endpoint the server announces, e.g. `/messages`).
+   */
+  readonly scope?: "endpoint" | "origin" | undefined
 }
 
 /** Runs an effect, rejecting with the typed error itself (not a wrapper), so callers can match its `_tag`. */
@@ -43,9 +50,11 @@ const runWith = <R>(runtime: Runtime.Runtime<R>) => <A, E>(effect: Effect.Effect
     Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
   )
 
-const inScope = (base: URL) => {
+const inScope = (base: URL, scope: Options["scope"]) => {
   const prefix = base.pathname.endsWith("/") ? base.pathname : `${base.pathname}/`
-  return (url: URL) => url.origin === base.origin && (url.pathname === base.pathname || url.pathname.startsWith(prefix))
+  return (url: URL) =>
+    url.origin === base.origin &&
+    (scope === "origin" || url.pathname === base.pathname || url.pathname.startsWith(prefix))
 }
 
 /** The JSON-RPC method (and tool) a request body carries, for the service-token function's request context. */
@@ -78,7 +87,8 @@ export const parseChallenge = (header: string | null): { error?: string; errorDe
 }
 
 /**
- * Builds the fetch from an `AuthHeaders` service and the runtime to run it in.
+ * Builds the fetch from an `AuthHeaders` service and the runtime to run it in. Throws a `ConfigurationError` for a
+ * server URL that is neither https nor http on a loopback host.
  *
  * @since 0.1.0
  * @category Constructors
@@ -90,7 +100,18 @@ export const makeWith = <R>(
 ): FetchLike => {
   const run = runWith(runtime)
   const server = new URL(options.serverUrl)
-  const matches = inScope(server)
+  if (server.protocol !== "https:" && !(server.protocol === "http:" && ConfigSchema.isLoopbackHost(server.hostname))) {
+    throw new ConfigurationError({
+      issues: [
+        new ConfigIssue({
+          path: "server.url",
+          message:
+            `refusing to send credentials to ${server.protocol}//${server.host}: use https (http only for loopback hosts)`
+        })
+      ]
+    })
+  }
+  const matches = inScope(server, options.scope)
   const base: FetchLike = options.fetch ?? ((url, init) => globalThis.fetch(url, init))
   const display = `${server.origin}${server.pathname}`
 
@@ -98,7 +119,8 @@ export const makeWith = <R>(
     const headers = new Headers(options.headers)
     new Headers(init?.headers).forEach((value, name) => headers.set(name, value))
     for (const [name, value] of Object.entries(AuthHeaders.toRecord(set))) headers.set(name, value)
-    return base(url, { ...init, headers })
+    // redirects are never followed here: the caller sees the 3xx and a hop is scope-checked again on its own
+    return base(url, { ...init, headers, redirect: "manual" })
   }
 
   const refused = async (response: Response) => {
@@ -137,8 +159,9 @@ export const makeWith = <R>(
  * @since 0.1.0
  * @category Constructors
  */
-export const make = (options: Options): Effect.Effect<FetchLike, never, AuthHeaders.AuthHeaders> =>
-  Effect.map(
+export const make = (options: Options): Effect.Effect<FetchLike, ConfigurationError, AuthHeaders.AuthHeaders> =>
+  Effect.flatMap(
     Effect.zip(AuthHeaders.AuthHeaders, Effect.runtime<never>()),
-    ([auth, runtime]) => makeWith(auth, runtime, options)
+    ([auth, runtime]) =>
+      Effect.try({ try: () => makeWith(auth, runtime, options), catch: (error) => error as ConfigurationError })
   )

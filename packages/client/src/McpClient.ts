@@ -124,7 +124,12 @@ export const make = (
   options: Options
 ): Effect.Effect<McpClient, McpCallError, AuthHeaders.AuthHeaders | Scope.Scope> =>
   Effect.flatMap(
-    AuthenticatedFetch.make({ serverUrl: options.url, fetch: options.fetch, headers: options.headers }),
+    AuthenticatedFetch.make({
+      serverUrl: options.url,
+      fetch: options.fetch,
+      headers: options.headers,
+      scope: options.transport === "sse" ? "origin" : "endpoint"
+    }),
     (fetch) => makeWithFetch(options, fetch)
   )
 

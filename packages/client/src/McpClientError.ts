@@ -129,7 +129,11 @@ export type McpClientError = McpUnauthorizedError | McpForbiddenError | McpReque
  * @since 0.1.0
  * @category Errors
  */
-export type McpCallError = McpClientError | ServiceAccountError.TokenError | ServiceAccountError.ServiceTokenError
+export type McpCallError =
+  | McpClientError
+  | ServiceAccountError.TokenError
+  | ServiceAccountError.ServiceTokenError
+  | ServiceAccountError.ConfigurationError
 
 /**
  * @since 0.1.0
@@ -144,5 +148,4 @@ export const isMcpClientError = (u: unknown): u is McpClientError => Predicate.h
  * @category Guards
  */
 export const isMcpCallError = (u: unknown): u is McpCallError =>
-  isMcpClientError(u) || ServiceAccountError.isTokenError(u) ||
-  (ServiceAccountError.isServiceAccountError(u) && u._tag === "ServiceTokenError")
+  isMcpClientError(u) || ServiceAccountError.isServiceAccountError(u)

@@ -98,13 +98,17 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
     TokenProvider.layer(decoded, { name: options.name }).pipe(
       Layer.provide(options.httpClient ?? TokenHttpClient.layerFromConfig(decoded))
     ),
-    ServiceToken.layerFromConfig(decoded, { loadFunction: options.loadFunction })
+    ServiceToken.layerFromConfig(decoded, { loadFunction: options.loadFunction, name: options.name })
   )
   const runtime = ManagedRuntime.make(layer)
   const run = <A, E>(effect: Effect.Effect<A, E, TokenProvider.TokenProvider | ServiceToken.ServiceToken>) =>
     runtime.runPromiseExit(effect).then((exit) =>
       Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
     )
+
+  let closed = false
+  const open = () =>
+    closed ? Promise.reject(new Error("createServiceAccountAuth: this auth was closed; create a new one")) : undefined
 
   // The last token seen, served without entering the runtime while it is in the first half of its life (always
   // before its refresh window). Every invalidation or adoption clears it.
@@ -160,6 +164,7 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
 
   return {
     fetch: async (url, init) => {
+      await open()
       const f = await serverFetch
       if (f === undefined) {
         throw new Error(
@@ -169,6 +174,7 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
       return f(url, init)
     },
     getHeaders: async (request) => {
+      await open()
       const { auth, isStatic } = await services
       const cached = isStatic ? fresh() : undefined
       if (cached !== undefined && request === undefined) {
@@ -186,6 +192,7 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
       return { ...headers }
     },
     getToken: async () => {
+      await open()
       const { provider } = await services
       const cached = fresh()
       return tokenInfo(cached ?? await run(provider.get))
@@ -202,6 +209,10 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
           services.then(({ provider }) => run(Effect.provideService(effect, TokenProvider.TokenProvider, provider))),
         { serverUrl: serverUrl ?? options.serverUrl }
       ),
-    close: () => runtime.dispose()
+    close: () => {
+      closed = true
+      memo = undefined
+      return runtime.dispose()
+    }
   }
 }

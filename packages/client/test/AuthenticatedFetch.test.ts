@@ -193,4 +193,55 @@ describe("AuthenticatedFetch", () => {
       .toEqual({ error: "invalid_token", errorDescription: "a \\\"b\\\"" })
     expect(AuthenticatedFetch.parseChallenge(null)).toEqual({})
   })
+
+  it.live("never follows redirects itself: a hop to another origin gets no credentials", () =>
+    Effect.promise(async () => {
+      const { auth } = stubAuth()
+      const redirects: Array<RequestRedirect | undefined> = []
+      const base: AuthenticatedFetch.FetchLike = async (_url, init) => {
+        redirects.push(init?.redirect)
+        return new Response(null, { status: 307, headers: { location: "https://evil.example.com/steal" } })
+      }
+      const response = await make(auth, base)("https://mcp.example.com/mcp", { method: "POST", body: "{}" })
+      expect(response.status).toBe(307)
+      expect(redirects).toEqual(["manual"])
+    }))
+
+  it("refuses to send credentials over plain http, except to loopback", () => {
+    const { auth } = stubAuth()
+    const build = (serverUrl: string) => () => AuthenticatedFetch.makeWith(auth, Runtime.defaultRuntime, { serverUrl })
+    expect(build("http://mcp.example.com/mcp")).toThrow(/refusing to send credentials to http:\/\/mcp\.example\.com/)
+    expect(build("http://127.0.0.1:8080/mcp")).not.toThrow()
+    expect(build("http://localhost:8080/mcp")).not.toThrow()
+  })
+
+  it.live("the origin scope (SSE) covers the endpoint the server announces on the same origin", () =>
+    Effect.promise(async () => {
+      const { auth } = stubAuth()
+      const { fetch, sent } = stubFetch(ok)
+      const authed = AuthenticatedFetch.makeWith(auth, Runtime.defaultRuntime, {
+        serverUrl: "https://mcp.example.com/sse",
+        fetch,
+        scope: "origin"
+      })
+      await authed("https://mcp.example.com/messages?sessionId=1", { method: "POST", body: "{}" })
+      await authed("https://other.example.com/messages", { method: "POST", body: "{}" })
+      expect(sent.map((s) => s.headers["authorization"])).toEqual(["Bearer tok-1", undefined])
+    }))
+})
+
+describe("createServiceAccountAuth", () => {
+  it.live("rejects every call after close()", () =>
+    Effect.promise(async () => {
+      const { createServiceAccountAuth } = await import("@mcp-auth/client")
+      const auth = createServiceAccountAuth({
+        client_id: "id",
+        client_secret: "secret",
+        token_url: "https://idp.example.com/token"
+      }, { serverUrl: "https://mcp.example.com/mcp" })
+      await auth.close()
+      await expect(auth.getToken()).rejects.toThrow("this auth was closed")
+      await expect(auth.getHeaders()).rejects.toThrow("this auth was closed")
+      await expect(auth.fetch("https://mcp.example.com/mcp")).rejects.toThrow("this auth was closed")
+    }))
 })

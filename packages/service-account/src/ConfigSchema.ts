@@ -11,7 +11,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
-import { closest, isHeaderName, reservedHeaders } from "./internal/text.js"
+import { closest, isHeaderName, isLoopbackHost as isLoopback, reservedHeaders } from "./internal/text.js"
 import { ConfigIssue } from "./ServiceAccountError.js"
 
 const fail = (ast: SchemaAST.AST, message: string) => ParseResult.fail(new ParseResult.Type(ast, "<value>", message))
@@ -46,11 +46,16 @@ export const secret = (field: string, hint: string) =>
   }).annotations({ identifier: "SecretStr" })
 
 const numeric = (u: unknown): number | undefined =>
-  typeof u === "number"
-    ? u
-    : typeof u === "string" && u.trim() !== "" && !Number.isNaN(Number(u))
-    ? Number(u)
-    : undefined
+  typeof u === "number" ? u : typeof u === "string" && /^\s*-?\d+(\.\d+)?\s*$/.test(u) ? Number(u) : undefined
+
+/**
+ * Whether a host name is loopback (`localhost`, `127.0.0.0/8`, `::1`): the only hosts credentials may be sent to
+ * over plain http.
+ *
+ * @since 0.1.0
+ * @category Guards
+ */
+export const isLoopbackHost: (hostname: string) => boolean = isLoopback
 
 /**
  * A number, also accepted as a numeric string, with a range check.

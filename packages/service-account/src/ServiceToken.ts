@@ -13,7 +13,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
@@ -85,7 +85,16 @@ const checkHeader = (header: string): Either.Either<string, ServiceTokenError> =
     )
     : Either.right(header)
 
-const metric = (outcome: string) => Metric.tagged(Metrics.serviceTokenCalls, "outcome", outcome)
+/** Per outcome, a stable label array (metrics cache their hook per array). */
+const outcomeLabels = (provider: string | undefined) => {
+  const base = provider === undefined ? [] : [MetricLabel.make("provider", provider)]
+  const cache = new Map<string, Array<MetricLabel.MetricLabel>>()
+  return (outcome: string) => {
+    let labels = cache.get(outcome)
+    if (labels === undefined) cache.set(outcome, labels = [...base, MetricLabel.make("outcome", outcome)])
+    return labels
+  }
+}
 
 /**
  * Turns what a function or effect produced into a header: a token (sent under `header`) or `[headerName, token]`.
@@ -179,33 +188,36 @@ const describe = (cause: unknown): string =>
 const called = <E, R>(
   get: (request: RequestContext) => Effect.Effect<ServiceTokenResult, E, R>,
   header: string,
-  timeout: Duration.Duration
-) =>
-(request: RequestContext): Effect.Effect<Option.Option<ServiceHeader>, ServiceTokenError, R> =>
-  get(request).pipe(
-    Effect.mapError((cause) =>
-      cause instanceof ServiceTokenError
-        ? cause
-        : new ServiceTokenError({ reason: "function_failed", detail: describe(cause), cause })
-    ),
-    Effect.timeoutFail({
-      duration: timeout,
-      onTimeout: () =>
-        new ServiceTokenError({
-          reason: "function_failed",
-          header,
-          detail: `no token within ${
-            Duration.format(timeout)
-          } (raise service_token.timeout_seconds or fix the function)`
-        })
-    }),
-    Effect.flatMap((result) => normalize(result, header)),
-    Effect.tapBoth({
-      onFailure: (e) => Metric.update(metric(e.reason), 1),
-      onSuccess: () => Metric.update(metric("success"), 1)
-    }),
-    Effect.map(Option.some)
-  )
+  timeout: Duration.Duration,
+  provider: string | undefined
+) => {
+  const labels = outcomeLabels(provider)
+  return (request: RequestContext): Effect.Effect<Option.Option<ServiceHeader>, ServiceTokenError, R> =>
+    get(request).pipe(
+      Effect.mapError((cause) =>
+        cause instanceof ServiceTokenError
+          ? cause
+          : new ServiceTokenError({ reason: "function_failed", detail: describe(cause), cause })
+      ),
+      Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () =>
+          new ServiceTokenError({
+            reason: "function_failed",
+            header,
+            detail: `no token within ${
+              Duration.format(timeout)
+            } (raise service_token.timeout_seconds or fix the function)`
+          })
+      }),
+      Effect.flatMap((result) => normalize(result, header)),
+      Effect.tapBoth({
+        onFailure: (e) => Effect.sync(() => Metrics.serviceTokenCalls.unsafeUpdate(1, labels(e.reason))),
+        onSuccess: () => Effect.sync(() => Metrics.serviceTokenCalls.unsafeUpdate(1, labels("success")))
+      }),
+      Effect.map(Option.some)
+    )
+}
 
 /**
  * A service token produced by an `Effect` for each request. A failure that is not already a `ServiceTokenError`
@@ -216,14 +228,19 @@ const called = <E, R>(
  */
 export const layerEffect = <E, R>(
   get: (request: RequestContext) => Effect.Effect<ServiceTokenResult, E, R>,
-  options?: { readonly header?: string | undefined; readonly timeout?: Duration.DurationInput | undefined }
+  options?: {
+    readonly header?: string | undefined
+    readonly timeout?: Duration.DurationInput | undefined
+    /** The provider's name, for the `provider` tag of `mcp_auth_service_token_calls_total`. */
+    readonly name?: string | undefined
+  }
 ): Layer.Layer<ServiceToken, ServiceTokenError, R> =>
   Layer.effect(
     ServiceToken,
     Effect.gen(function*() {
       const header = yield* checkHeader(options?.header ?? DEFAULT_SERVICE_TOKEN_HEADER)
       const context = yield* Effect.context<R>()
-      const resolve = called(get, header, Duration.decode(options?.timeout ?? "10 seconds"))
+      const resolve = called(get, header, Duration.decode(options?.timeout ?? "10 seconds"), options?.name)
       return { get: (request) => Effect.provide(resolve(request), context) }
     })
   )
@@ -264,6 +281,7 @@ export const layerFunction = (
     readonly header?: string | undefined
     readonly kwargs?: Readonly<Record<string, unknown>> | undefined
     readonly timeout?: Duration.DurationInput | undefined
+    readonly name?: string | undefined
   }
 ): Layer.Layer<ServiceToken, ServiceTokenError> =>
   layerEffect((request) => callFunction(fn, options?.kwargs ?? {}, request), options)
@@ -294,13 +312,22 @@ const noLoader: FunctionLoader = (reference) =>
  */
 export const layerFromConfig = (
   config: ServiceAccountConfig,
-  options?: { readonly loadFunction?: FunctionLoader | undefined }
+  options?: {
+    readonly loadFunction?: FunctionLoader | undefined
+    /** The provider's name for metrics (default: the client id, as `TokenProvider` uses). */
+    readonly name?: string | undefined
+  }
 ): Layer.Layer<ServiceToken, ServiceTokenError> => {
   const st = config.serviceToken
   if (st === undefined) return none
   if (st._tag === "Static") return layerStatic(st.token, st.header)
   const fn = st.function
-  const settings = { header: st.header, kwargs: st.kwargs, timeout: Duration.seconds(st.timeoutSeconds) }
+  const settings = {
+    header: st.header,
+    kwargs: st.kwargs,
+    timeout: Duration.seconds(st.timeoutSeconds),
+    name: options?.name ?? config.clientId
+  }
   return typeof fn === "function"
     ? layerFunction(fn, settings)
     : Layer.unwrapEffect(

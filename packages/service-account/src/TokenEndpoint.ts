@@ -140,7 +140,8 @@ export const parseResponse = (
     Redacted.value(config.clientSecret),
     Redacted.value(basicCredential(config.clientId, config.clientSecret))
   ]
-  const json = parseJson(response.body)
+  const tooLarge = response.body.length > MAX_BODY
+  const json = tooLarge ? undefined : parseJson(response.body)
   const object = typeof json === "object" && json !== null && !Array.isArray(json)
     ? json as Record<string, unknown>
     : undefined
@@ -168,7 +169,7 @@ export const parseResponse = (
   const malformed = (reason: MalformedResponseError["reason"], detail: string) =>
     Either.left(new MalformedResponseError({ tokenUrl, reason, detail: scrub(detail, secrets) }))
 
-  if (response.body.length > MAX_BODY) {
+  if (tooLarge) {
     return malformed("too_large", `the response body is larger than ${MAX_BODY} bytes`)
   }
   if (json === undefined) {

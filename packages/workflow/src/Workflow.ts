@@ -145,7 +145,7 @@ export const make = (config: WorkflowConfig, options: Options = {}): Effect.Effe
       )
       const context = yield* Layer.build(
         AuthHeaders.layer.pipe(
-          Layer.provide(ServiceToken.layerFromConfig(provider, { loadFunction })),
+          Layer.provide(ServiceToken.layerFromConfig(provider, { loadFunction, name })),
           Layer.provideMerge(tokenLayer)
         )
       )

@@ -263,11 +263,19 @@ const groupProblems = (
     if (server.url == null) {
       problems.push({ path: "server.url", message: `url is required when using ${String(transport)} transport` })
     } else if (typeof server.url === "string" && server.url.trim() !== "") {
+      let url: URL | undefined
       try {
-        const url = new URL(server.url)
+        url = new URL(server.url)
         if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error("scheme")
       } catch {
         problems.push({ path: "server.url", message: `server.url ${JSON.stringify(server.url)} is not an http(s) URL` })
+      }
+      if (url?.protocol === "http:" && provider != null && !ConfigSchema.isLoopbackHost(url.hostname)) {
+        problems.push({
+          path: "server.url",
+          message: "server.url must use https when auth_provider is set: credentials are never sent in clear text " +
+            "(http only for loopback hosts)"
+        })
       }
     }
     if (transport === "sse") {

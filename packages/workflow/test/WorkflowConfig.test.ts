@@ -166,6 +166,14 @@ ${extra}`
       ])
   })
 
+  it("an authenticated server must use https (http only on loopback)", () => {
+    expect(issues(parse(group("      url: http://mcp.example.com/mcp\n      auth_provider: sa")))).toEqual([
+      "function_groups.g.server.url: server.url must use https when auth_provider is set: credentials are never sent in clear text (http only for loopback hosts)"
+    ])
+    expect(issues(parse(group("      url: http://127.0.0.1:9000/mcp\n      auth_provider: sa")))).toEqual([])
+    expect(issues(parse(group("      url: http://mcp.example.com/mcp")))).toEqual([]) // no credentials to protect
+  })
+
   it("durations as NAT writes them", () => {
     const server = "      url: https://x.example.com/mcp"
     for (const [value, secs] of [["30", 30], ["\"45s\"", 45], ["\"1.5m\"", 90], ["PT2M", 120]] as const) {
