@@ -22,12 +22,12 @@ import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js"
 import * as Cause from "effect/Cause"
-import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
+import type * as Runtime from "effect/Runtime"
 import * as AuthenticatedFetch from "./AuthenticatedFetch.js"
 import * as OAuthProviderAdapter from "./OAuthProviderAdapter.js"
 
@@ -85,6 +85,13 @@ export interface ServiceAccountAuth {
   readonly close: () => Promise<void>
 }
 
+interface Services {
+  readonly provider: TokenProvider.TokenProvider
+  readonly serviceToken: ServiceToken.ServiceToken
+  readonly auth: AuthHeaders.AuthHeaders
+  readonly runtime: Runtime.Runtime<TokenProvider.TokenProvider | ServiceToken.ServiceToken>
+}
+
 /**
  * Creates the auth for one service account. `config` is the provider block as NAT users write it (snake_case keys);
  * it is validated at once and a `ConfigurationError` listing every problem is thrown if it is wrong.
@@ -107,36 +114,16 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
     )
 
   let closed = false
-  const open = () =>
-    closed ? Promise.reject(new Error("createServiceAccountAuth: this auth was closed; create a new one")) : undefined
+  const closedError = () => new Error("createServiceAccountAuth: this auth was closed; create a new one")
 
-  // The last token seen, served without entering the runtime while it is in the first half of its life (always
-  // before its refresh window). Every invalidation or adoption clears it.
-  let memo: AccessToken.AccessToken | undefined
-  let clock: Clock.Clock | undefined
-  const fresh = (): AccessToken.AccessToken | undefined =>
-    memo !== undefined && clock !== undefined &&
-      clock.unsafeCurrentTimeMillis() < memo.issuedAt + AccessToken.lifetimeMillis(memo) / 2
-      ? memo
-      : undefined
-
+  // Resolved once; the hot paths then read the token synchronously with TokenProvider.peek.
+  let ready: Services | undefined
   const services = run(Effect.gen(function*() {
-    clock = yield* Effect.clock
-    const inner = yield* TokenProvider.TokenProvider
-    const provider: TokenProvider.TokenProvider = {
-      ...inner,
-      get: Effect.tap(inner.get, (token) => Effect.sync(() => (memo = token))),
-      invalidate: (rejected) => Effect.zipRight(Effect.sync(() => (memo = undefined)), inner.invalidate(rejected)),
-      adopt: (token) => Effect.zipRight(Effect.sync(() => (memo = undefined)), inner.adopt(token))
-    }
+    const provider = yield* TokenProvider.TokenProvider
     const serviceToken = yield* ServiceToken.ServiceToken
-    const auth = yield* AuthHeaders.make.pipe(
-      Effect.provideService(TokenProvider.TokenProvider, provider),
-      Effect.provideService(ServiceToken.ServiceToken, serviceToken)
-    )
+    const auth = yield* AuthHeaders.make
     const rt = yield* Effect.runtime<TokenProvider.TokenProvider | ServiceToken.ServiceToken>()
-    const isStatic = decoded.serviceToken === undefined || decoded.serviceToken._tag === "Static"
-    return { provider, serviceToken, auth, runtime: rt, isStatic }
+    return (ready = { provider, serviceToken, auth, runtime: rt })
   }))
   // surfaced by the first call; never an unhandled rejection
   services.catch(() => undefined)
@@ -159,12 +146,26 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
     scopes: [...token.scopes]
   })
 
-  const staticHeaders = new WeakMap<AccessToken.AccessToken, Record<string, string>>()
+  // header records per bearer token when the service header does not depend on the request
+  const recordFor = new WeakMap<AccessToken.AccessToken, Record<string, string>>()
   const defaultContext = RequestContext.make(options.serverUrl ?? decoded.tokenUrl, "POST")
+
+  const slowHeaders = async (request: Parameters<ServiceAccountAuth["getHeaders"]>[0]) => {
+    const { auth, serviceToken } = await services
+    const context = request === undefined
+      ? defaultContext
+      : RequestContext.make(request.url ?? options.serverUrl ?? decoded.tokenUrl, request.method ?? "POST", {
+        mcpMethod: request.mcpMethod
+      })
+    const set = await run(auth.forRequest(context) as Effect.Effect<AuthHeaders.AuthHeaderSet, ServiceTokenError>)
+    const headers = AuthHeaders.toRecord(set)
+    if (serviceToken.constant !== undefined) recordFor.set(set.token, headers)
+    return { ...headers }
+  }
 
   return {
     fetch: async (url, init) => {
-      await open()
+      if (closed) throw closedError()
       const f = await serverFetch
       if (f === undefined) {
         throw new Error(
@@ -173,45 +174,32 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
       }
       return f(url, init)
     },
-    getHeaders: async (request) => {
-      await open()
-      const { auth, isStatic } = await services
-      const cached = isStatic ? fresh() : undefined
-      if (cached !== undefined && request === undefined) {
-        const hit = staticHeaders.get(cached)
-        if (hit !== undefined) return { ...hit }
+    getHeaders: (request) => {
+      if (closed) return Promise.reject(closedError())
+      if (ready !== undefined && ready.serviceToken.constant !== undefined) {
+        const token = ready.provider.peek()
+        const cached = token === undefined ? undefined : recordFor.get(token)
+        if (cached !== undefined) return Promise.resolve({ ...cached })
       }
-      const context = request === undefined
-        ? defaultContext
-        : RequestContext.make(request.url ?? options.serverUrl ?? decoded.tokenUrl, request.method ?? "POST", {
-          mcpMethod: request.mcpMethod
-        })
-      const set = await run(auth.forRequest(context) as Effect.Effect<AuthHeaders.AuthHeaderSet, ServiceTokenError>)
-      const headers = AuthHeaders.toRecord(set)
-      if (isStatic) staticHeaders.set(set.token, headers)
-      return { ...headers }
+      return slowHeaders(request)
     },
-    getToken: async () => {
-      await open()
-      const { provider } = await services
-      const cached = fresh()
-      return tokenInfo(cached ?? await run(provider.get))
+    getToken: () => {
+      if (closed) return Promise.reject(closedError())
+      const token = ready?.provider.peek()
+      return token !== undefined
+        ? Promise.resolve(tokenInfo(token))
+        : services.then(({ provider }) => run(provider.get)).then(tokenInfo)
     },
-    invalidate: async (accessToken) => {
-      const { provider } = await services
-      return run(provider.invalidate(AccessToken.make({ token: accessToken, issuedAt: 0, expiresInSeconds: 0 })))
-    },
+    invalidate: (accessToken) =>
+      run(Effect.flatMap(
+        TokenProvider.TokenProvider,
+        (p) => p.invalidate(AccessToken.make({ token: accessToken, issuedAt: 0, expiresInSeconds: 0 }))
+      )),
     state: async () => run(Effect.flatMap(TokenProvider.TokenProvider, (p) => p.state)),
     authProvider: (serverUrl) =>
-      OAuthProviderAdapter.makeWith(
-        decoded,
-        (effect) =>
-          services.then(({ provider }) => run(Effect.provideService(effect, TokenProvider.TokenProvider, provider))),
-        { serverUrl: serverUrl ?? options.serverUrl }
-      ),
+      OAuthProviderAdapter.makeWith(decoded, run, { serverUrl: serverUrl ?? options.serverUrl }),
     close: () => {
       closed = true
-      memo = undefined
       return runtime.dispose()
     }
   }

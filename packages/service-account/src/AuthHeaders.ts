@@ -15,7 +15,7 @@ import * as Redacted from "effect/Redacted"
 import * as AccessToken from "./AccessToken.js"
 import * as RequestContext from "./RequestContext.js"
 import type { ServiceTokenError, TokenError } from "./ServiceAccountError.js"
-import { ServiceToken } from "./ServiceToken.js"
+import * as ServiceToken from "./ServiceToken.js"
 import { TokenProvider } from "./TokenProvider.js"
 
 /**
@@ -50,42 +50,62 @@ export const AuthHeaders: Context.Tag<AuthHeaders, AuthHeaders> = Context.Generi
   "@mcp-auth/service-account/AuthHeaders"
 )
 
-const bearerHeaders = new WeakMap<AccessToken.AccessToken, readonly [string, Redacted.Redacted<string>]>()
+const bearerHeader = (token: AccessToken.AccessToken): readonly [string, Redacted.Redacted<string>] =>
+  ["Authorization", Redacted.make(AccessToken.authorization(token))] as const
 
-const bearerHeader = (token: AccessToken.AccessToken): readonly [string, Redacted.Redacted<string>] => {
-  let header = bearerHeaders.get(token)
-  if (header === undefined) {
-    header = ["Authorization", Redacted.make(AccessToken.authorization(token))] as const
-    bearerHeaders.set(token, header)
-  }
-  return header
-}
+const headerSet = (
+  token: AccessToken.AccessToken,
+  service: Option.Option<ServiceToken.ServiceHeader>
+): AuthHeaderSet => ({
+  token,
+  headers: Option.isNone(service)
+    ? [bearerHeader(token)]
+    : [bearerHeader(token), [service.value.name, service.value.value]]
+})
 
 /**
  * @since 0.1.0
  * @category Constructors
  */
-export const make: Effect.Effect<AuthHeaders, never, TokenProvider | ServiceToken> = Effect.gen(function*() {
-  const provider = yield* TokenProvider
-  const serviceToken = yield* ServiceToken
-  return {
-    forRequest: (request) =>
-      Effect.flatMap(provider.get, (token) =>
-        Effect.map(serviceToken.get(request), (service): AuthHeaderSet => ({
-          token,
-          headers: Option.isNone(service)
-            ? [bearerHeader(token)]
-            : [bearerHeader(token), [service.value.name, service.value.value]]
-        }))),
-    invalidate: provider.invalidate
+export const make: Effect.Effect<AuthHeaders, never, TokenProvider | ServiceToken.ServiceToken> = Effect.gen(
+  function*() {
+    const provider = yield* TokenProvider
+    const serviceToken = yield* ServiceToken.ServiceToken
+    const resolve = (request: RequestContext.RequestContext) =>
+      Effect.flatMap(
+        provider.get,
+        (token) => Effect.map(serviceToken.get(request), (service) => headerSet(token, service))
+      )
+    const constant = serviceToken.constant
+    if (constant === undefined) {
+      return { forRequest: resolve, invalidate: provider.invalidate }
+    }
+    // hot path: with a request-independent service header, one ready set per bearer token, no effects run
+    const ready = new WeakMap<AccessToken.AccessToken, Effect.Effect<AuthHeaderSet>>()
+    const readyFor = (token: AccessToken.AccessToken) => {
+      let set = ready.get(token)
+      if (set === undefined) ready.set(token, set = Effect.succeed(headerSet(token, constant)))
+      return set
+    }
+    return {
+      forRequest: (request) =>
+        Effect.suspend(() => {
+          const token = provider.peek()
+          return token === undefined ? resolve(request) : readyFor(token)
+        }),
+      invalidate: provider.invalidate
+    }
   }
-})
+)
 
 /**
  * @since 0.1.0
  * @category Layers
  */
-export const layer: Layer.Layer<AuthHeaders, never, TokenProvider | ServiceToken> = Layer.effect(AuthHeaders, make)
+export const layer: Layer.Layer<AuthHeaders, never, TokenProvider | ServiceToken.ServiceToken> = Layer.effect(
+  AuthHeaders,
+  make
+)
 
 /**
  * The header values in clear, for the one place that writes them onto a request.

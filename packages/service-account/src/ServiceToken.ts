@@ -46,6 +46,11 @@ export interface ServiceHeader {
 export interface ServiceToken {
   /** The service header for one request, or `None` in the single pattern. */
   readonly get: (request: RequestContext) => Effect.Effect<Option.Option<ServiceHeader>, ServiceTokenError>
+  /**
+   * Set when the header does not depend on the request (none or static): what `get` always returns. Lets hot paths
+   * build the headers once per bearer token.
+   */
+  readonly constant?: Option.Option<ServiceHeader> | undefined
 }
 
 /**
@@ -64,7 +69,10 @@ const noHeader = Effect.succeed(Option.none<ServiceHeader>())
  * @since 0.1.0
  * @category Layers
  */
-export const none: Layer.Layer<ServiceToken> = Layer.succeed(ServiceToken, { get: () => noHeader })
+export const none: Layer.Layer<ServiceToken> = Layer.succeed(ServiceToken, {
+  get: () => noHeader,
+  constant: Option.none()
+})
 
 const checkHeader = (header: string): Either.Either<string, ServiceTokenError> =>
   !isHeaderName(header)
@@ -173,8 +181,9 @@ export const layerStatic = (
     Effect.map(
       Either.flatMap(checkHeader(header), (h) => normalize(token, h)),
       (serviceHeader) => {
-        const result = Effect.succeed(Option.some(serviceHeader))
-        return { get: () => result }
+        const constant = Option.some(serviceHeader)
+        const result = Effect.succeed(constant)
+        return { get: () => result, constant }
       }
     )
   )

@@ -96,6 +96,12 @@ export interface TokenProvider {
   /** The current token; waits for a fetch only when no usable token is cached. */
   readonly get: Effect.Effect<AccessToken, TokenError>
   /**
+   * The cached token, read synchronously, when it is usable and not yet due for refresh; otherwise `undefined`, and
+   * the caller uses `get` (which also starts background refreshes). For hot paths that resolve headers on every
+   * request.
+   */
+  readonly peek: () => AccessToken | undefined
+  /**
    * Drops the cached token if, and only if, it is `rejected` (e.g. after a 401). Returns whether it did. N concurrent
    * calls with the same token drop it once; a call with an older token does nothing.
    */

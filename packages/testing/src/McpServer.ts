@@ -429,6 +429,7 @@ export const start = async (options: Options = {}): Promise<Started<McpServer>> 
     await transport.handleRequest(req, res, body)
   }
 
+  const verifiedTokens = new Map<string, jose.JWTPayload>()
   const verify = async (header: string | undefined): Promise<
     | { readonly outcome: "ok"; readonly authInfo: AuthInfoLike }
     | { readonly outcome: Exclude<AuthOutcome, "ok">; readonly description: string }
@@ -451,23 +452,33 @@ export const start = async (options: Options = {}): Promise<Started<McpServer>> 
     }
     if (keySet === undefined) return { outcome: "invalid_token", description: "Invalid token" }
     let payload: jose.JWTPayload
-    try {
-      const audience = options.audience === undefined
-        ? url
-        : typeof options.audience === "string"
-        ? options.audience
-        : [...options.audience]
-      const verified = await jose.jwtVerify(token, keySet, {
-        audience,
-        ...(issuer === undefined ? {} : { issuer }),
-        ...(options.clockToleranceSeconds === undefined ? {} : { clockTolerance: options.clockToleranceSeconds })
-      })
-      payload = verified.payload
-    } catch (error) {
-      if (error instanceof jose.errors.JWTExpired) return { outcome: "expired", description: "Token has expired" }
-      const message = error instanceof Error ? error.message : String(error)
-      return { outcome: "invalid_token", description: `Invalid token: ${message}` }
-    }
+    // like production resource servers, a verified token is remembered until it expires: the signature is checked
+    // once per token, not on every request (revocation and scopes still are)
+    const remembered = verifiedTokens.get(token)
+    const tolerance = options.clockToleranceSeconds ?? 0
+    if (
+      remembered !== undefined && typeof remembered.exp === "number" && Date.now() / 1000 < remembered.exp + tolerance
+    ) {
+      payload = remembered
+    } else {try {
+        const audience = options.audience === undefined
+          ? url
+          : typeof options.audience === "string"
+          ? options.audience
+          : [...options.audience]
+        const verified = await jose.jwtVerify(token, keySet, {
+          audience,
+          ...(issuer === undefined ? {} : { issuer }),
+          ...(options.clockToleranceSeconds === undefined ? {} : { clockTolerance: options.clockToleranceSeconds })
+        })
+        payload = verified.payload
+        if (verifiedTokens.size >= 10_000) verifiedTokens.clear()
+        verifiedTokens.set(token, payload)
+      } catch (error) {
+        if (error instanceof jose.errors.JWTExpired) return { outcome: "expired", description: "Token has expired" }
+        const message = error instanceof Error ? error.message : String(error)
+        return { outcome: "invalid_token", description: `Invalid token: ${message}` }
+      }}
     if (revoked.has(token)) return { outcome: "revoked", description: "Token has been revoked" }
     const scopes = typeof payload.scope === "string" ? payload.scope.split(" ").filter((s) => s.length > 0) : []
     const missing = (options.requiredScopes ?? []).filter((s) => !scopes.includes(s))

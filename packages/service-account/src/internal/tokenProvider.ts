@@ -42,6 +42,8 @@ interface Entry {
   readonly token: AccessToken.AccessToken
   readonly refreshAt: number
   readonly usableUntil: number
+  /** `Effect.succeed(token)`, built once: the hot path allocates nothing. */
+  readonly ready: Effect.Effect<AccessToken.AccessToken>
 }
 
 interface State {
@@ -100,7 +102,7 @@ export const schedule = (token: AccessToken.AccessToken, bufferSeconds: number, 
     ? Infinity
     : token.issuedAt + Math.max(token.refreshIn * 1000, lifetime / 10, 1000)
   const usableUntil = token.expiresAt - Math.min(FORCED_WINDOW_MS, lifetime / 4)
-  return { token, refreshAt: Math.min(jittered, suggested, usableUntil), usableUntil }
+  return { token, refreshAt: Math.min(jittered, suggested, usableUntil), usableUntil, ready: Effect.succeed(token) }
 }
 
 /** Full-jitter exponential backoff: U(0, min(cap, base × 2^(attempt-1))) in milliseconds. */
@@ -135,7 +137,18 @@ export const make = (
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
     const scope = yield* Effect.scope
+    const clock = yield* Effect.clock
     const state = yield* Ref.make(initial)
+    // A read-only mirror of `state` for the synchronous hot path (`peek`, `get`): written only here, inside the Ref's
+    // atomic update, so it always equals the Ref's value.
+    let snapshot = initial
+    const update = (f: (s: State) => State): Effect.Effect<void> => Ref.update(state, (s) => (snapshot = f(s)))
+    const modify = <A>(f: (s: State) => readonly [A, State]): Effect.Effect<A> =>
+      Ref.modify(state, (s) => {
+        const result = f(s)
+        snapshot = result[1]
+        return result
+      })
     const name = options?.name ?? config.clientId
     const tokenUrl = displayUrl(config.tokenUrl)
     // Stable label arrays: metrics cache their hook per array, which keeps updates cheap on the hot path.
@@ -156,7 +169,7 @@ export const make = (
       Metrics.degraded.unsafeUpdate(degraded ? 1 : 0, labels)
     }
     yield* Effect.addFinalizer(() =>
-      Effect.map(Ref.getAndUpdate(state, (s) => ({ ...s, closed: true })), () => gauges(undefined, 0, false))
+      Effect.map(update((s) => ({ ...s, closed: true })), () => gauges(undefined, 0, false))
     )
 
     const requestOnce = (timeoutMillis: number) =>
@@ -208,7 +221,7 @@ export const make = (
         const failedAt = yield* Clock.currentTimeMillis
         if (error._tag === "InvalidCredentialsError") {
           const until = failedAt + config.invalidCredentialsCooldownSeconds * 1000
-          yield* Ref.update(state, (s) => ({ ...s, latch: { until, error } }))
+          yield* update((s) => ({ ...s, latch: { until, error } }))
           yield* Effect.logError("Invalid service account credentials: no new token request until the cool-down ends")
             .pipe(
               Effect.annotateLogs({ token_url: tokenUrl, cooldown_seconds: config.invalidCredentialsCooldownSeconds })
@@ -223,7 +236,7 @@ export const make = (
           (error._tag === "TokenEndpointError" && error.status === 503)
         if (serverAsked || exhausted) {
           // every caller of this provider waits this out: no request of their own before it ends
-          yield* Ref.update(state, (s) => ({ ...s, cooldown: { until: failedAt + delay, error } }))
+          yield* update((s) => ({ ...s, cooldown: { until: failedAt + delay, error } }))
         }
         if (exhausted) {
           return yield* Effect.fail(
@@ -242,10 +255,7 @@ export const make = (
     const install = (token: AccessToken.AccessToken) =>
       Effect.gen(function*() {
         const entry = schedule(token, config.tokenCacheBufferSeconds, yield* Random.next)
-        yield* Ref.update(
-          state,
-          (s) => ({ ...s, entry, degraded: undefined, lastError: undefined, refreshNotBefore: 0 })
-        )
+        yield* update((s) => ({ ...s, entry, degraded: undefined, lastError: undefined, refreshNotBefore: 0 }))
         gauges(entry, yield* Clock.currentTimeMillis, false)
         yield* Effect.logInfo(
           `Service account token acquired (expires in ${Math.round(AccessToken.lifetimeMillis(token) / 1000)}s)`
@@ -260,7 +270,7 @@ export const make = (
         if (Exit.isSuccess(exit)) yield* install(exit.value)
         else {
           const error = Cause.failureOption(exit.cause)
-          if (Option.isSome(error)) yield* Ref.update(state, (s) => ({ ...s, lastError: error.value }))
+          if (Option.isSome(error)) yield* update((s) => ({ ...s, lastError: error.value }))
         }
         return exit
       })
@@ -312,7 +322,7 @@ export const make = (
           // someone else replaced or dropped the token meanwhile, or it is no longer usable: not ours to refresh
           if (s.entry === undefined || s.entry.token !== target || now >= s.entry.usableUntil) return
           const entry = s.entry
-          yield* Ref.update(state, (s) => ({ ...s, degraded: { since: s.degraded?.since ?? now, attempts: attempt } }))
+          yield* update((s) => ({ ...s, degraded: { since: s.degraded?.since ?? now, attempts: attempt } }))
           gauges(entry, now, true)
           const wakeAt = Math.max(now + (yield* backoff(config, attempt)), s.cooldown?.until ?? 0, s.latch?.until ?? 0)
           yield* Effect.logWarning("Refreshing the service account token failed; serving the still-valid token").pipe(
@@ -325,18 +335,18 @@ export const make = (
           )
           if (wakeAt >= entry.usableUntil) {
             // no time left for another attempt: callers will fetch once the token expires
-            yield* Ref.update(state, (s) => ({ ...s, refreshNotBefore: wakeAt }))
+            yield* update((s) => ({ ...s, refreshNotBefore: wakeAt }))
             return
           }
           yield* Effect.sleep(Duration.millis(wakeAt - now))
           const current = yield* Ref.get(state)
           if (current.entry?.token !== target) return
         }
-      }).pipe(Effect.ensuring(Ref.update(state, (s) => ({ ...s, refreshing: false }))))
+      }).pipe(Effect.ensuring(update((s) => ({ ...s, refreshing: false }))))
 
     // uninterruptible, so the flag and the fiber are set together
     const startRefresh = (target: AccessToken.AccessToken) =>
-      Ref.modify(state, (s) => s.refreshing ? [false, s] : [true, { ...s, refreshing: true }]).pipe(
+      modify((s) => s.refreshing ? [false, s] : [true, { ...s, refreshing: true }]).pipe(
         // the loop itself stays interruptible (a fiber inherits the uninterruptible region it was forked in)
         Effect.flatMap((start) =>
           start ? Effect.forkIn(Effect.interruptible(refreshLoop(target)), scope) : Effect.void
@@ -345,25 +355,39 @@ export const make = (
         Effect.uninterruptible
       )
 
-    const get: Effect.Effect<AccessToken.AccessToken, TokenError> = Effect.clockWith((clock) =>
-      Effect.flatMap(Ref.get(state), (s) => {
-        if (s.closed) return Effect.dieMessage(closedMessage(name))
-        const now = clock.unsafeCurrentTimeMillis()
-        const entry = s.entry
-        if (entry !== undefined && now < entry.usableUntil) {
-          Metrics.cacheHits.unsafeUpdate(1, labels)
-          Metrics.tokenLifeLeftSeconds.unsafeUpdate((entry.token.expiresAt - now) / 1000, labels)
-          return now < entry.refreshAt || s.refreshing || now < s.refreshNotBefore
-            ? Effect.succeed(entry.token)
-            : Effect.as(startRefresh(entry.token), entry.token)
-        }
-        return blocking(s, now)
-      })
-    )
+    const hit = (entry: Entry, now: number) => {
+      Metrics.cacheHits.unsafeUpdate(1, labels)
+      Metrics.tokenLifeLeftSeconds.unsafeUpdate((entry.token.expiresAt - now) / 1000, labels)
+    }
+
+    const peek = (): AccessToken.AccessToken | undefined => {
+      const s = snapshot
+      const entry = s.entry
+      if (s.closed || entry === undefined) return undefined
+      const now = clock.unsafeCurrentTimeMillis()
+      // in the refresh window `get` has a background refresh to start: leave it to `get`
+      if (now >= entry.refreshAt) return undefined
+      hit(entry, now)
+      return entry.token
+    }
+
+    const get: Effect.Effect<AccessToken.AccessToken, TokenError> = Effect.suspend(() => {
+      const s = snapshot
+      if (s.closed) return Effect.dieMessage(closedMessage(name))
+      const now = clock.unsafeCurrentTimeMillis()
+      const entry = s.entry
+      if (entry !== undefined && now < entry.usableUntil) {
+        hit(entry, now)
+        return now < entry.refreshAt || s.refreshing || now < s.refreshNotBefore
+          ? entry.ready
+          : Effect.as(startRefresh(entry.token), entry.token)
+      }
+      return blocking(s, now)
+    })
 
     const invalidate = (rejected: AccessToken.AccessToken): Effect.Effect<boolean> =>
       Effect.clockWith((clock) =>
-        Ref.modify(state, (s) => {
+        modify((s) => {
           const now = clock.unsafeCurrentTimeMillis()
           return s.entry !== undefined && AccessToken.sameToken(s.entry.token, rejected) &&
               now - s.lastInvalidation >= MIN_INVALIDATION_INTERVAL_MS
@@ -418,6 +442,7 @@ export const make = (
       name,
       tokenUrl,
       get,
+      peek,
       invalidate,
       adopt: install,
       state: currentState
