@@ -49,6 +49,15 @@ const numeric = (u: unknown): number | undefined =>
   typeof u === "number" ? u : typeof u === "string" && /^\s*-?\d+(\.\d+)?\s*$/.test(u) ? Number(u) : undefined
 
 /**
+ * Whether a value is a YAML/JSON map (not null, not a list).
+ *
+ * @since 0.1.0
+ * @category Guards
+ */
+export const isRecord = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+/**
  * Whether a host name is loopback (`localhost`, `127.0.0.0/8`, `::1`): the only hosts credentials may be sent to
  * over plain http.
  *

@@ -346,7 +346,7 @@ const toModel = (input: typeof ServiceAccountConfigInput.Type): ServiceAccountCo
 // Decoding with every problem at once
 // ---------------------------------------------------------------------------------------------------------------------
 
-const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+const isRecord = ConfigSchema.isRecord
 
 const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Problem> => {
   const issues: Array<ConfigSchema.Problem> = []
@@ -425,10 +425,10 @@ const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pr
     }
   }
   const retry = input.retry
-  if (
-    isRecord(retry) && typeof retry.initial_backoff_seconds === "number" &&
-    typeof retry.max_backoff_seconds === "number" && retry.max_backoff_seconds < retry.initial_backoff_seconds
-  ) {
+  // compared as decoded: numbers may arrive as strings, and a missing key takes its default
+  const initial = isRecord(retry) ? Number(retry.initial_backoff_seconds ?? defaultRetry.initialBackoffSeconds) : NaN
+  const max = isRecord(retry) ? Number(retry.max_backoff_seconds ?? defaultRetry.maxBackoffSeconds) : NaN
+  if (max < initial) {
     issues.push({
       path: "retry.max_backoff_seconds",
       message: "retry.max_backoff_seconds must be ≥ retry.initial_backoff_seconds"

@@ -209,6 +209,14 @@ describe("ServiceAccountConfig", () => {
       ])
     })
 
+    it("retry backoffs must be in order, also from strings and against the defaults", () => {
+      const message = "retry.max_backoff_seconds: retry.max_backoff_seconds must be ≥ retry.initial_backoff_seconds"
+      expect(issuesOf({ ...base, retry: { initial_backoff_seconds: "5", max_backoff_seconds: "2" } })).toEqual([
+        message
+      ])
+      expect(issuesOf({ ...base, retry: { max_backoff_seconds: 0.2 } })).toEqual([message]) // default initial: 0.5
+    })
+
     it("prefixes paths so workflow loaders can point into the YAML", () => {
       const result = ServiceAccountConfig.decodeEither({ ...base, client_id: "" }, { path: "authentication.jira" })
       expect(Either.isLeft(result) && result.left.issues[0]!.path).toBe("authentication.jira.client_id")

@@ -214,7 +214,7 @@ export interface LoadOptions {
   readonly baseDir?: string | undefined
 }
 
-const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+const isRecord = ConfigSchema.isRecord
 
 const toGroup = (name: string, input: typeof McpClientInput.Type): FunctionGroupConfig => ({
   name,
