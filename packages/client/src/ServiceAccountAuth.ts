@@ -9,6 +9,9 @@
  * Errors are the same typed errors as the Effect API (real `Error` subclasses with a `_tag`:
  * `InvalidCredentialsError`, `RateLimitedError`, `TlsError`, …), thrown as-is.
  *
+ * Quiet by default: nothing is ever written to stdout (a stdio MCP server or a CLI piping JSON stays intact);
+ * warnings and errors go to stderr. `logLevel` and `logger` change that (see {@link Options}).
+ *
  * @since 0.1.0
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
@@ -24,7 +27,10 @@ import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
+import * as EffectLogger from "effect/Logger"
+import * as EffectLogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
 import type * as Runtime from "effect/Runtime"
@@ -48,6 +54,42 @@ export interface Options {
   readonly loadFunction?: ServiceToken.FunctionLoader | undefined
   /** The HTTP client for the token endpoint (default: undici trusting the system roots plus `ca_file`). */
   readonly httpClient?: Layer.Layer<HttpClient.HttpClient, ConfigurationError> | undefined
+  /**
+   * The least severe level logged (default `"warning"`: retries, degraded serving, latched credentials). Routine
+   * events (token fetched, acquired, dropped after a 401) are `"debug"`; `"none"` logs nothing. Nothing is logged at
+   * `"error"`: failures reach you as rejected promises. No log line holds a secret or a token.
+   */
+  readonly logLevel?: LogLevel | undefined
+  /**
+   * Where log lines go (default: stderr, one logfmt line each; never stdout). Any object with `debug`, `info`,
+   * `warn` and `error` methods taking `(message, fields?)`, e.g. `console` or a winston logger. `fields` holds the
+   * line's annotations (`token_url`, `attempt`, `error` tag, …); it is omitted when there are none. Exceptions thrown
+   * by the logger are ignored.
+   */
+  readonly logger?: Logger | undefined
+}
+
+/**
+ * Log levels of the Promise API, least verbose first. `"fatal"` and `"trace"` exist for completeness (the library
+ * logs neither).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type LogLevel = "none" | "fatal" | "error" | "warning" | "info" | "debug" | "trace" | "all"
+
+/**
+ * A logger of your own for {@link Options.logger}: console-compatible (`console` itself is one). Fatal lines go to
+ * `error`, trace lines to `debug`.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Logger {
+  readonly debug: (message: string, fields?: Readonly<Record<string, unknown>>) => void
+  readonly info: (message: string, fields?: Readonly<Record<string, unknown>>) => void
+  readonly warn: (message: string, fields?: Readonly<Record<string, unknown>>) => void
+  readonly error: (message: string, fields?: Readonly<Record<string, unknown>>) => void
 }
 
 /**
@@ -100,6 +142,7 @@ interface Services {
  * @category Constructors
  */
 export const createServiceAccountAuth = (config: unknown, options: Options = {}): ServiceAccountAuth => {
+  const logLayer = logging(options)
   const decoded = ServiceAccountConfig.decodeSync(config)
   const layer = Layer.merge(
     TokenProvider.layer(decoded, { name: options.name }).pipe(
@@ -107,7 +150,7 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
     ),
     ServiceToken.layerFromConfig(decoded, { loadFunction: options.loadFunction, name: options.name })
   )
-  const runtime = ManagedRuntime.make(layer)
+  const runtime = ManagedRuntime.make(Layer.provide(layer, logLayer))
   const run = <A, E>(effect: Effect.Effect<A, E, TokenProvider.TokenProvider | ServiceToken.ServiceToken>) =>
     runtime.runPromiseExit(effect).then((exit) =>
       Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
@@ -203,4 +246,80 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
       return runtime.dispose()
     }
   }
+}
+
+const levels: Readonly<Record<LogLevel, EffectLogLevel.LogLevel>> = {
+  none: EffectLogLevel.None,
+  fatal: EffectLogLevel.Fatal,
+  error: EffectLogLevel.Error,
+  warning: EffectLogLevel.Warning,
+  info: EffectLogLevel.Info,
+  debug: EffectLogLevel.Debug,
+  trace: EffectLogLevel.Trace,
+  all: EffectLogLevel.All
+}
+
+const text = (part: unknown): string => {
+  if (typeof part === "string") return part
+  if (part instanceof Error) return part.message
+  try {
+    return JSON.stringify(part) ?? String(part)
+  } catch {
+    return String(part)
+  }
+}
+
+/** Effect log lines to a {@link Logger}. */
+const toLogger = (target: Logger): EffectLogger.Logger<unknown, void> =>
+  EffectLogger.make(({ annotations, cause, logLevel, message }) => {
+    const fields: Record<string, unknown> = {}
+    for (const [key, value] of HashMap.toEntries(annotations)) fields[key] = value
+    if (!Cause.isEmpty(cause)) fields.cause = Cause.pretty(cause)
+    const line = Array.isArray(message) ? message.map(text).join(" ") : text(message)
+    const method = logLevel.ordinal >= EffectLogLevel.Error.ordinal
+      ? target.error
+      : logLevel.ordinal >= EffectLogLevel.Warning.ordinal
+      ? target.warn
+      : logLevel.ordinal >= EffectLogLevel.Info.ordinal
+      ? target.info
+      : target.debug
+    try {
+      if (Object.keys(fields).length === 0) method.call(target, line)
+      else method.call(target, line, fields)
+    } catch {
+      // a logger that throws must not break token requests
+    }
+  })
+
+/**
+ * The runtime's logging: Effect's default logger (which prints to stdout) is replaced by a stderr logger or the
+ * user's, behind the minimum level. Wrong options throw at once, like a wrong config.
+ */
+const logging = (options: Options): Layer.Layer<never> => {
+  const level = options.logLevel === undefined
+    ? EffectLogLevel.Warning
+    : Object.hasOwn(levels, options.logLevel)
+    ? levels[options.logLevel]
+    : undefined
+  if (level === undefined) {
+    throw new TypeError(
+      `createServiceAccountAuth: options.logLevel must be one of ${Object.keys(levels).join(", ")}, got ${
+        JSON.stringify(options.logLevel)
+      }`
+    )
+  }
+  const target = options.logger
+  if (
+    target !== undefined &&
+    (["debug", "info", "warn", "error"] as const).some((method) => typeof target[method] !== "function")
+  ) {
+    throw new TypeError("createServiceAccountAuth: options.logger needs debug, info, warn and error methods")
+  }
+  return Layer.merge(
+    EffectLogger.replace(
+      EffectLogger.defaultLogger,
+      target === undefined ? EffectLogger.withConsoleError(EffectLogger.logfmtLogger) : toLogger(target)
+    ),
+    EffectLogger.minimumLogLevel(level)
+  )
 }

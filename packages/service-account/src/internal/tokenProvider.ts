@@ -211,7 +211,7 @@ export const make = (
         const budget = deadline - now
         if (attempt > 0 && budget < MIN_ATTEMPT_MS) return yield* Effect.fail(last!)
         attempt++
-        yield* Effect.logInfo("Fetching new service account token").pipe(
+        yield* Effect.logDebug("Fetching new service account token").pipe(
           Effect.annotateLogs({ token_url: tokenUrl, scopes: config.scopes.join(" "), attempt })
         )
         const result = yield* Effect.either(requestOnce(Math.min(timeoutMs, Math.max(budget, MIN_ATTEMPT_MS))))
@@ -222,7 +222,7 @@ export const make = (
         if (error._tag === "InvalidCredentialsError") {
           const until = failedAt + config.invalidCredentialsCooldownSeconds * 1000
           yield* update((s) => ({ ...s, latch: { until, error } }))
-          yield* Effect.logError("Invalid service account credentials: no new token request until the cool-down ends")
+          yield* Effect.logWarning("Invalid service account credentials: no new token request until the cool-down ends")
             .pipe(
               Effect.annotateLogs({ token_url: tokenUrl, cooldown_seconds: config.invalidCredentialsCooldownSeconds })
             )
@@ -257,7 +257,7 @@ export const make = (
         const entry = schedule(token, config.tokenCacheBufferSeconds, yield* Random.next)
         yield* update((s) => ({ ...s, entry, degraded: undefined, lastError: undefined, refreshNotBefore: 0 }))
         gauges(entry, yield* Clock.currentTimeMillis, false)
-        yield* Effect.logInfo(
+        yield* Effect.logDebug(
           `Service account token acquired (expires in ${Math.round(AccessToken.lifetimeMillis(token) / 1000)}s)`
         ).pipe(Effect.annotateLogs({ token_url: tokenUrl }))
       })
@@ -399,7 +399,7 @@ export const make = (
           dropped
             ? Effect.zipRight(
               Effect.sync(() => Metrics.unauthorizedRefreshes.unsafeUpdate(1, labels)),
-              Effect.logInfo("Dropped the cached service account token after the server rejected it").pipe(
+              Effect.logDebug("Dropped the cached service account token after the server rejected it").pipe(
                 Effect.annotateLogs({ token_url: tokenUrl })
               )
             )
