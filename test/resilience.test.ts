@@ -8,7 +8,7 @@ import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountC
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import { FaultTokenEndpoint } from "@mcp-auth/testing"
-import { Effect, Layer, Metric, Redacted } from "effect"
+import { Effect, Layer, Metric, Redacted, TestClock } from "effect"
 
 const provider = (
   endpoint: FaultTokenEndpoint.FaultTokenEndpoint,
@@ -29,25 +29,41 @@ const provider = (
   )
 }
 
+/** Real time, for real IO to happen while the TestClock stands still. */
+const realSleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+
+/**
+ * Moves the TestClock in 20 ms steps, with 5 ms of real time for IO after each, until `done` holds. Virtual time runs
+ * at most 4× real time, so a slow real request meets its (virtual) 60 s timeout only after 15 s of real time.
+ */
+const driveUntil = (done: Effect.Effect<boolean>) =>
+  Effect.gen(function*() {
+    while (!(yield* done)) {
+      yield* TestClock.adjust("20 millis")
+      yield* realSleep(5)
+    }
+  })
+
 const degradedGauge = (name: string) =>
   Effect.map(Metric.value(Metric.tagged(Metrics.degraded, "provider", name)), (state) => state.value)
 
 describe("resilience (real HTTP)", () => {
-  it.scopedLive("429 with Retry-After: 2 for 3 s: 100 cold callers with a 10 s deadline all get a token, ≤ 3 requests", () =>
+  it.scopedLive("429 with Retry-After: 2 for 3 s: 100 cold callers with a 30 s deadline all get a token, ≤ 3 requests", () =>
     Effect.gen(function*() {
       const endpoint = yield* FaultTokenEndpoint.make({
         fallback: FaultTokenEndpoint.rateLimitWindow({ windowMs: 3000, retryAfter: 2 })
       })
       const p = yield* provider(endpoint, "herd-429")
       const tokens = yield* Effect.all(
-        Array.from({ length: 100 }, () => Effect.timeout(p.get, "10 seconds")),
+        Array.from({ length: 100 }, () => Effect.timeout(p.get, "30 seconds")),
         { concurrency: "unbounded" }
       )
       expect(new Set(tokens.map((t) => Redacted.value(t.token))).size).toBe(1)
       expect(endpoint.count).toBeLessThanOrEqual(3)
       const [first, second] = endpoint.requests
       expect(first!.outcome).toBe("reply 429")
-      expect(second!.time - first!.time).toBeGreaterThanOrEqual(2000)
+      // the wait is a timer, which may fire up to 1 ms early by Date.now
+      expect(second!.time - first!.time).toBeGreaterThanOrEqual(1_990)
     }))
 
   it.scopedLive("invalid_client: 100 concurrent callers make 1 request; 10 more within the cool-down make 0", () =>
@@ -66,29 +82,31 @@ describe("resilience (real HTTP)", () => {
       expect(more[0]).toBe(first[0]) // the latched error itself
     }))
 
-  it.scopedLive("refresh failing while the token is valid: callers are served, degraded shows it, recovery on heal", () =>
+  it.scoped("refresh failing while the token is valid: callers are served, degraded shows it, recovery on heal", () =>
     Effect.gen(function*() {
-      // lead = min(6, 16/2) = 6 s: refresh 4.8–6 s before expiry at 16 s, usable until 15 s: seconds of slack
-      const endpoint = yield* FaultTokenEndpoint.make({ expiresIn: 16 })
+      // real HTTP, TestClock time: lead = min(600, 3600/2) = 600 s, so the refresh window opens 480–600 s before expiry
+      // and the token is usable until 3599 s: from 3200 s the refresh loop has ~400 s of virtual time (100 s of real
+      // time) for its retries
+      const endpoint = yield* FaultTokenEndpoint.make({ expiresIn: 3600 })
       const p = yield* provider(endpoint, "degraded-real", {
-        token_cache_buffer_seconds: 6,
+        token_cache_buffer_seconds: 600,
+        timeout_seconds: 60,
         retry: { max_attempts: 1, initial_backoff_seconds: 0.1, max_backoff_seconds: 0.2 }
       })
       const first = Redacted.value((yield* p.get).token)
       endpoint.setFallback({ status: 503, body: "" })
-      yield* Effect.sleep("11.5 seconds") // inside the refresh window (from 10–11.2 s)
+      yield* TestClock.adjust("3200 seconds")
       for (let i = 0; i < 10; i++) {
-        expect(Redacted.value((yield* p.get).token)).toBe(first)
-        yield* Effect.sleep("100 millis")
+        expect(Redacted.value((yield* p.get).token)).toBe(first) // the first call starts the background refresh
+        const attempts = endpoint.count
+        yield* driveUntil(Effect.sync(() => endpoint.count > attempts)) // one more failed attempt
       }
       const state = yield* p.state
       expect(state.status).toBe("degraded")
       expect(yield* degradedGauge("degraded-real")).toBe(1)
-      expect(endpoint.count).toBeGreaterThan(2)
+      expect(endpoint.count).toBeGreaterThan(10)
       endpoint.setFallback(FaultTokenEndpoint.success())
-      yield* Effect.sleep("600 millis")
-      yield* p.get
-      expect((yield* p.state).status).toBe("fresh")
+      yield* driveUntil(Effect.map(p.state, (s) => s.status === "fresh")) // the next attempt installs a new token
       expect(yield* degradedGauge("degraded-real")).toBe(0)
       expect(Redacted.value((yield* p.get).token)).not.toBe(first)
     }))

@@ -27,18 +27,24 @@ const auth = (tokenUrl: string, client: { clientId: string; clientSecret: string
   )
 }
 
+const never = new Promise<never>(() => {})
+
 describe("McpClient", () => {
   it.scopedLive("applies tool_call_timeout to tool calls", () =>
     Effect.gen(function*() {
-      const stack = yield* TestStack.make({ clients })
+      // a tool that never answers: only the timeout can end the call, whatever the scheduling
+      const stack = yield* TestStack.make({
+        clients,
+        mcp: { configure: (server) => server.registerTool("hang", { description: "Never answers" }, () => never) }
+      })
       // the timeout also bounds connect (initialize + the first token): well above that on a loaded machine
       const client = yield* McpClient.make({
         url: stack.mcpUrl,
-        toolCallTimeout: "1500 millis",
+        toolCallTimeout: "3 seconds",
         reconnect: { enabled: false }
       })
         .pipe(Effect.provide(yield* Layer.build(auth(stack.tokenUrl, clients[0]!))))
-      const error = yield* Effect.flip(client.callTool("sleep", { ms: 4000 }))
+      const error = yield* Effect.flip(client.callTool("hang"))
       expect(error).toMatchObject({ _tag: "McpRequestError", reason: "timeout", operation: "tools/call" })
       expect(error.message).toMatch(/^MCP tools\/call timed out/)
       const ok = yield* client.callTool("echo", { text: "still connected" })

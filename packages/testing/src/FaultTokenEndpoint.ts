@@ -14,9 +14,7 @@
  * @since 0.1.0
  */
 import * as Undici from "@effect/platform-node/Undici"
-import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
 import type * as http from "node:http"
@@ -176,6 +174,11 @@ export interface Options {
    */
   readonly expectCredentials?: BasicCredentials.ClientCredentials | undefined
   readonly https?: TlsCredentials | undefined
+  /**
+   * The clock (epoch milliseconds) behind the records' `time` and a {@link Responder}'s `sinceFirstMs` (default
+   * `Date.now`): a controllable clock runs time rules such as {@link rateLimitWindow} without waiting.
+   */
+  readonly now?: (() => number) | undefined
 }
 
 /**
@@ -231,7 +234,7 @@ export const start = async (options: Options = {}): Promise<Started<FaultTokenEn
   }
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const base = internal.recordOf(req)
+    const base = options.now === undefined ? internal.recordOf(req) : { ...internal.recordOf(req), time: options.now() }
     let body = ""
     try {
       body = (await internal.readBody(req)).toString("utf8")
@@ -379,18 +382,6 @@ export const start = async (options: Options = {}): Promise<Started<FaultTokenEn
 export const make: (options?: Options) => Effect.Effect<FaultTokenEndpoint, never, Scope.Scope> = internal.scoped(
   (options: Options | undefined) => start(options)
 )
-
-/**
- * @since 0.1.0
- * @category Tags
- */
-export class Tag extends Context.Tag("@mcp-auth/testing/FaultTokenEndpoint")<Tag, FaultTokenEndpoint>() {}
-
-/**
- * @since 0.1.0
- * @category Layers
- */
-export const layer = (options?: Options): Layer.Layer<Tag> => Layer.scoped(Tag, make(options))
 
 // -----------------------------------------------------------------------------
 // steps
@@ -576,7 +567,12 @@ export const hang = (): Hang => ({ hang: true })
  *
  * @example
  * ```ts
+ * import { FaultTokenEndpoint } from "@mcp-auth/testing"
+ *
+ * const endpoint = await FaultTokenEndpoint.start()
+ * // 429 with Retry-After: 2 for 3 s after the first request, then tokens again
  * endpoint.setFallback(FaultTokenEndpoint.rateLimitWindow({ windowMs: 3000, retryAfter: 2 }))
+ * await endpoint.close()
  * ```
  *
  * @since 0.1.0

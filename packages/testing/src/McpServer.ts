@@ -28,15 +28,14 @@ import { McpServer as SdkMcpServer } from "@modelcontextprotocol/sdk/server/mcp.
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js"
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js"
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js"
-import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as jose from "jose"
 import * as crypto from "node:crypto"
 import type * as http from "node:http"
 import * as z from "zod"
 import * as internal from "./internal/server.js"
+import { version } from "./internal/version.js"
 import type { TlsCredentials } from "./TestPki.js"
 import type { RecordedRequest, Started } from "./TestServer.js"
 
@@ -108,6 +107,11 @@ export interface Options {
   /** MCP path (default `/mcp`). */
   readonly path?: string | undefined
   readonly clockToleranceSeconds?: number | undefined
+  /**
+   * The time (epoch milliseconds) tokens are checked against (default `Date.now`): a controllable clock lets a test
+   * expire a token without waiting for it.
+   */
+  readonly now?: (() => number) | undefined
   /** Register further tools/resources on each session's SDK server. */
   readonly configure?: ((server: SdkMcpServer) => void) | undefined
   readonly intercept?: Intercept | undefined
@@ -456,8 +460,9 @@ export const start = async (options: Options = {}): Promise<Started<McpServer>> 
     // once per token, not on every request (revocation and scopes still are)
     const remembered = verifiedTokens.get(token)
     const tolerance = options.clockToleranceSeconds ?? 0
+    const now = options.now ?? Date.now
     if (
-      remembered !== undefined && typeof remembered.exp === "number" && Date.now() / 1000 < remembered.exp + tolerance
+      remembered !== undefined && typeof remembered.exp === "number" && now() / 1000 < remembered.exp + tolerance
     ) {
       payload = remembered
     } else {try {
@@ -469,7 +474,8 @@ export const start = async (options: Options = {}): Promise<Started<McpServer>> 
         const verified = await jose.jwtVerify(token, keySet, {
           audience,
           ...(issuer === undefined ? {} : { issuer }),
-          ...(options.clockToleranceSeconds === undefined ? {} : { clockTolerance: options.clockToleranceSeconds })
+          ...(options.clockToleranceSeconds === undefined ? {} : { clockTolerance: options.clockToleranceSeconds }),
+          ...(options.now === undefined ? {} : { currentDate: new Date(options.now()) })
         })
         payload = verified.payload
         if (verifiedTokens.size >= 10_000) verifiedTokens.clear()
@@ -586,18 +592,6 @@ export const make: (options?: Options) => Effect.Effect<McpServer, never, Scope.
   (options: Options | undefined) => start(options)
 )
 
-/**
- * @since 0.1.0
- * @category Tags
- */
-export class Tag extends Context.Tag("@mcp-auth/testing/McpServer")<Tag, McpServer>() {}
-
-/**
- * @since 0.1.0
- * @category Layers
- */
-export const layer = (options?: Options): Layer.Layer<Tag> => Layer.scoped(Tag, make(options))
-
 // -----------------------------------------------------------------------------
 // fake data
 // -----------------------------------------------------------------------------
@@ -672,7 +666,7 @@ const hash = (text: string): number => crypto.createHash("sha256").update(text).
 const json = (value: unknown): CallToolResult => ({ content: [{ type: "text", text: JSON.stringify(value) }] })
 
 const buildServer = (configure: ((server: SdkMcpServer) => void) | undefined): SdkMcpServer => {
-  const server = new SdkMcpServer({ name: "mcp-auth-test-server", version: "0.1.0" })
+  const server = new SdkMcpServer({ name: "mcp-auth-test-server", version })
   server.registerTool("echo", {
     description: "Returns the given text",
     inputSchema: { text: z.string() }

@@ -6,11 +6,9 @@ import * as TestPki from "../src/TestPki.js"
 import { errorCode, fetchTrusting, httpsGet } from "./helpers.js"
 
 describe("TestPki", () => {
-  it("generates a fresh PKI quickly, with the documented SANs and chains", async () => {
-    const started = Date.now()
+  it("generates a fresh PKI with the documented SANs and chains", async () => {
+    // (its speed, typically 0.2–0.6 s, is a benchmark's business, not an assertion)
     const pki = await TestPki.make()
-    // typically 0.2–0.6 s; generous bound because test files run in parallel
-    expect(Date.now() - started).toBeLessThan(5000)
 
     const ca = new crypto.X509Certificate(pki.ca)
     expect(ca.ca).toBe(true)
