@@ -2,8 +2,9 @@
  * The benchmark orchestrator: runs every scenario (each peer in its own child process), then writes
  * `results/latest.json` and renders `BENCHMARKS.md` from it.
  *
- * `BENCH_ONLY=t1t4,t2` runs a subset (ids: t1t4 t3t9 t6 t7t11 t2 memory e1 e2) and writes its JSON to the system temp
- * directory instead, leaving the committed files alone.
+ * `BENCH_ONLY=t1t4,t2` (or the ids as arguments: `pnpm bench cli`) runs a subset (ids: cli t1t4 t3t9 t6 t7t11 t2 memory
+ * e1 e2) and writes its JSON to the system temp directory instead, leaving the committed files alone; with
+ * `BENCH_MERGE=1` its scenarios replace theirs in `results/latest.json` and `BENCHMARKS.md` is rendered again.
  */
 import * as TestPki from "@mcp-auth/testing/TestPki"
 import * as fs from "node:fs"
@@ -11,6 +12,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { prepareRunner } from "./children.js"
+import { cliStartup } from "./cliStartup.js"
 import { type BenchEnv, startSdkHerd, t1t4, t2, t3t9, t6, t7t11 } from "./plans.js"
 import { e1, e2, memory } from "./plansMcp.js"
 import { render } from "./report.js"
@@ -73,6 +75,8 @@ const runAll = async (
     results.push(...list)
     report(id, list, (Date.now() - t0) / 1000)
   }
+  // first, while the machine is quiet: cold starts of the CLI
+  await step("cli", () => cliStartup())
   await step("t3t9", t3t9)
   await step("t6", t6)
   if (wanted("t1t4")) {
@@ -91,12 +95,15 @@ const runAll = async (
   return results
 }
 
-const order = ["T1", "T2", "T3", "T4", "T6", "T7", "T9", "T11", "E1", "E2", "Memory"]
+const order = ["T1", "T2", "T3", "T4", "T6", "T7", "T9", "T11", "E1", "E2", "Memory", "CLI"]
 
 const main = async () => {
   const started = Date.now()
-  const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
-  await prepareRunner()
+  // `BENCH_ONLY=cli,t6` or arguments: `pnpm bench cli t6`
+  const ids = process.env.BENCH_ONLY?.split(",") ?? process.argv.slice(2)
+  const selected = ids.map((s) => s.trim()).filter((s) => s.length > 0)
+  const only = selected.length > 0 ? selected : undefined
+  if (only === undefined || only.some((id) => id !== "cli")) await prepareRunner()
   const pki = await TestPki.shared()
   const caFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mcp-auth-bench-")), "ca.pem")
   fs.writeFileSync(caFile, pki.ca)
@@ -132,7 +139,20 @@ const main = async () => {
   }
   fs.rmSync(path.dirname(caFile), { recursive: true, force: true })
 
-  if (only !== undefined) {
+  if (only !== undefined && process.env.BENCH_MERGE === "1") {
+    // replace these scenarios in the committed results (the others keep their figures and date), then re-render
+    const file = path.join(benchDir, "results", "latest.json")
+    const previous = JSON.parse(fs.readFileSync(file, "utf8")) as Results
+    const ids = new Set(scenarios.map((s) => s.id))
+    const merged: Results = {
+      ...previous,
+      scenarios: [...previous.scenarios.filter((s) => !ids.has(s.id)), ...scenarios]
+        .sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id))
+    }
+    fs.writeFileSync(file, JSON.stringify(merged, null, 2) + "\n")
+    fs.writeFileSync(path.join(benchDir, "BENCHMARKS.md"), render(merged))
+    process.stdout.write(`[bench] merged ${[...ids].join(", ")} into BENCHMARKS.md and results/latest.json\n`)
+  } else if (only !== undefined) {
     const file = path.join(os.tmpdir(), `mcp-auth-bench-partial-${Date.now()}.json`)
     fs.writeFileSync(file, JSON.stringify(results, null, 2) + "\n")
     fs.writeFileSync(file.replace(/\.json$/, ".md"), render(results))

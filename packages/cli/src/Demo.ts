@@ -8,7 +8,8 @@
  */
 import * as Metrics from "@mcp-auth/service-account/Metrics"
 import { AuthorizationServer, McpServer, TestPki } from "@mcp-auth/testing"
-import { Workflow, WorkflowConfig } from "@mcp-auth/workflow"
+import * as Workflow from "@mcp-auth/workflow/Workflow"
+import * as WorkflowConfig from "@mcp-auth/workflow/WorkflowConfig"
 import * as Clock from "effect/Clock"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
@@ -28,7 +29,10 @@ import { renderResult } from "./Cli.js"
  * @category Models
  */
 export interface Options {
-  /** The `examples/nat-workflows` folder (default: found from this module's location). */
+  /**
+   * The `examples/nat-workflows` folder (default: the copy shipped next to the bundled CLI, else the repository's,
+   * found from this module's location).
+   */
   readonly examples?: string | undefined
   readonly ttlSeconds: number
 }
@@ -44,6 +48,13 @@ const findExamples = (): string => {
 }
 
 class DemoCheckFailed extends Error {}
+
+/**
+ * A server of @mcp-auth/testing, closed with the scope. Its promise API, not its Effect one: installed next to the
+ * bundled CLI, @mcp-auth/testing runs on its own copy of effect.
+ */
+const started = <A extends { close(): Promise<void> }>(start: () => Promise<A>) =>
+  Effect.acquireRelease(Effect.promise(start), (server) => Effect.promise(() => server.close()))
 
 const check = (ok: boolean, what: string) =>
   ok ? Effect.void : Effect.fail(new DemoCheckFailed(`demo check failed: ${what}`))
@@ -83,12 +94,14 @@ export const run = (options: Options): Effect.Effect<void, unknown, Scope.Scope>
     Fs.writeFileSync(caFile, pki.ca)
     const clientSecret = Crypto.randomBytes(18).toString("base64url")
     const jiraToken = Crypto.randomBytes(18).toString("base64url")
-    const as = yield* AuthorizationServer.make({
-      clients: [{ clientId: "svc-demo", clientSecret }],
-      scopes: ["mcp:tools"],
-      accessTokenTtlSeconds: options.ttlSeconds,
-      https: pki.server
-    })
+    const as = yield* started(() =>
+      AuthorizationServer.start({
+        clients: [{ clientId: "svc-demo", clientSecret }],
+        scopes: ["mcp:tools"],
+        accessTokenTtlSeconds: options.ttlSeconds,
+        https: pki.server
+      })
+    )
     const common = {
       authorizationServer: as,
       audience: as.issuer,
@@ -96,11 +109,10 @@ export const run = (options: Options): Effect.Effect<void, unknown, Scope.Scope>
       ca: pki.ca,
       https: pki.server
     }
-    const jama = yield* McpServer.make(common)
-    const jira = yield* McpServer.make({
-      ...common,
-      serviceToken: { header: "X-Jira-Service-Token", accept: jiraToken }
-    })
+    const jama = yield* started(() => McpServer.start(common))
+    const jira = yield* started(() =>
+      McpServer.start({ ...common, serviceToken: { header: "X-Jira-Service-Token", accept: jiraToken } })
+    )
     yield* say("setup", `authorization server ${as.tokenUrl} (oidc-provider, ${options.ttlSeconds}s JWT access tokens)`)
     yield* say("setup", `Jama MCP server ${jama.url}; Jira MCP server ${jira.url} (requires X-Jira-Service-Token)`)
     yield* say("setup", `TLS: every connection verifies certificates against the CA made just now (${caFile})`)

@@ -7,10 +7,7 @@
 import type { FieldDoc } from "@mcp-auth/service-account/ConfigSchema"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import * as WorkflowConfig from "@mcp-auth/workflow/WorkflowConfig"
-import { createRequire } from "node:module"
-
-const require = createRequire(import.meta.url)
-const versionOf = (pkg: string): string => (require(`${pkg}/package.json`) as { version: string }).version
+import { version } from "./internal/versions.js"
 
 /**
  * @since 0.1.0
@@ -34,7 +31,7 @@ export interface Component {
 export const components: ReadonlyArray<Component> = [
   {
     package: "@mcp-auth/service-account",
-    version: versionOf("@mcp-auth/service-account"),
+    version: version("@mcp-auth/service-account"),
     component_type: "auth_provider",
     component_name: "mcp_service_account",
     summary: "OAuth2 client-credentials service account for headless MCP clients (RFC 6749 §4.4), with an optional " +
@@ -43,7 +40,7 @@ export const components: ReadonlyArray<Component> = [
   },
   {
     package: "@mcp-auth/workflow",
-    version: versionOf("@mcp-auth/workflow"),
+    version: version("@mcp-auth/workflow"),
     component_type: "function_group",
     component_name: "mcp_client",
     summary: "MCP client function group over streamable-http, authenticated by an auth_provider",

@@ -1,6 +1,7 @@
 /**
- * The built `mcp-auth` binary, run as a subprocess against real HTTPS servers: exit codes, output, and no secret in
- * stdout or stderr on any path. (The test command runs `tsc -b` first, which builds the binary.)
+ * The bundled `mcp-auth` binary (what the package ships), run as a subprocess against real HTTPS servers: exit codes,
+ * output, and no secret in stdout or stderr on any path; then a copy of it outside the workspace, where neither
+ * @mcp-auth/testing nor tsx can be found. The bundle is built from the sources first.
  */
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import { AuthorizationServer, McpServer, TestPki } from "@mcp-auth/testing"
@@ -12,7 +13,8 @@ import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../../..")
-const bin = Path.join(root, "packages/cli/build/esm/bin.js")
+const cliDir = Path.join(root, "packages/cli")
+const bin = Path.join(cliDir, "build/bundle/bin.js")
 const examples = Path.join(root, "examples/nat-workflows")
 
 interface Run {
@@ -21,11 +23,11 @@ interface Run {
   readonly stderr: string
 }
 
-const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<Run> =>
+const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}, binary = bin): Promise<Run> =>
   new Promise((resolve) => {
     ChildProcess.execFile(
       process.execPath,
-      [bin, ...args],
+      [binary, ...args],
       { env: { PATH: process.env.PATH ?? "", ...env }, timeout: 60_000 },
       (error, stdout, stderr) =>
         resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
@@ -48,7 +50,7 @@ const cli = async (args: ReadonlyArray<string>, extraEnv: Record<string, string>
 }
 
 beforeAll(async () => {
-  if (!Fs.existsSync(bin)) throw new Error(`${bin} is missing: build first with \`npx tsc -b\``)
+  ChildProcess.execFileSync(process.execPath, [Path.join(cliDir, "scripts/bundle.mjs")], { stdio: "pipe" })
   const pki = await TestPki.shared()
   caFile = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "mcp-auth-cli-")), "ca.pem")
   Fs.writeFileSync(caFile, pki.ca)
@@ -88,20 +90,37 @@ const config = (name: string) => Path.join(examples, `config-mcp-service-account
 
 describe("mcp-auth CLI (built binary)", () => {
   it("every command has --help", async () => {
-    for (
-      const command of [[], ["info"], ["info", "components"], ["validate"], ["token"], ["tools"], ["tools", "list"], [
-        "tools",
-        "call"
-      ], ["demo"]]
-    ) {
-      const result = await cli([...command, "--help"])
-      expect(result.code, command.join(" ")).toBe(0)
+    const commands = [[], ["info"], ["info", "components"], ["validate"], ["token"], ["tools"], ["tools", "list"], [
+      "tools",
+      "call"
+    ], ["demo"]]
+    const results = await Promise.all(commands.map((command) => cli([...command, "--help"])))
+    results.forEach((result, i) => {
+      expect(result.code, commands[i]!.join(" ")).toBe(0)
       expect(result.stdout).toContain("USAGE")
-    }
+    })
+  })
+
+  it("--version and info components print the versions of the package.json files", async () => {
+    const versionOf = (pkg: string) =>
+      (JSON.parse(Fs.readFileSync(Path.join(root, "packages", pkg, "package.json"), "utf8")) as { version: string })
+        .version
+    const version = await cli(["--version"])
+    expect(version.code).toBe(0)
+    expect(version.stdout.trim()).toBe(versionOf("cli"))
+    const json = await cli(["info", "components", "--json"])
+    const rows = JSON.parse(json.stdout) as Array<{ package: string; version: string }>
+    expect(rows.map((r) => [r.package, r.version])).toEqual([
+      ["@mcp-auth/service-account", versionOf("service-account")],
+      ["@mcp-auth/workflow", versionOf("workflow")]
+    ])
   })
 
   it("info components lists every field of the Schema, nested ones included", async () => {
-    const result = await cli(["info", "components", "-t", "auth_provider", "-q", "mcp_service_account"])
+    const [result, json] = await Promise.all([
+      cli(["info", "components", "-t", "auth_provider", "-q", "mcp_service_account"]),
+      cli(["info", "components", "-q", "mcp_service_account", "--json"])
+    ])
     expect(result.code).toBe(0)
     expect(result.stdout).toContain("mcp-auth Search Results")
     expect(result.stdout).toContain("auth_provider")
@@ -117,15 +136,16 @@ describe("mcp-auth CLI (built binary)", () => {
     expect(result.stdout).toContain("Defaults to 300.")
     expect(result.stdout).not.toContain("function_group")
 
-    const json = await cli(["info", "components", "-q", "mcp_service_account", "--json"])
     const rows = JSON.parse(json.stdout) as Array<{ component_name: string; fields: Array<{ name: string }> }>
     expect(rows.map((r) => r.component_name)).toEqual(["mcp_service_account"])
     expect(rows[0]!.fields.map((f) => f.name).sort()).toEqual([...expected].sort())
   })
 
   it("validate: a NAT example config with the right environment is valid", async () => {
-    for (const name of ["jama", "jira", "jira-function"]) {
-      const result = await cli(["validate", "-c", config(name)])
+    const results = await Promise.all(
+      ["jama", "jira", "jira-function"].map((name) => cli(["validate", "-c", config(name)]))
+    )
+    for (const result of results) {
       expect(result.code, result.stderr).toBe(0)
       expect(result.stdout).toContain("is valid")
       expect(result.stdout).toContain("ignored:         llms: (not run by mcp-auth); workflow: (not run by mcp-auth)")
@@ -159,53 +179,70 @@ describe("mcp-auth CLI (built binary)", () => {
   })
 
   it("token: fetches over HTTPS with --ca-file, keeps the token redacted unless asked", async () => {
-    const result = await cli(["token", "-c", config("jama"), "--ca-file", caFile])
+    const [result, shown] = await Promise.all([
+      cli(["token", "-c", config("jama"), "--ca-file", caFile]),
+      run(["token", "-c", config("jama"), "--ca-file", caFile, "--show-token"], env)
+    ])
     expect(result.code, result.stderr).toBe(0)
     expect(result.stdout).toContain("provider:     jama_service_account")
     expect(result.stdout).toContain("token_type:   Bearer")
     expect(result.stdout).toContain("scopes:       mcp:tools")
     expect(result.stdout).toMatch(/expires_at: {3}\d{4}-.*\(in \d+s\)/)
     expect(result.stdout).toContain("access_token: <redacted>")
-    const shown = await run(["token", "-c", config("jama"), "--ca-file", caFile, "--show-token"], env)
     expect(shown.stdout).toMatch(/access_token: ey[\w-]+\.[\w-]+\.[\w-]+/)
   })
 
   it("tools list and tools call run the NAT example configs against the embedded servers", async () => {
-    const list = await cli(["tools", "list", "-c", config("jira-function"), "--ca-file", caFile])
+    const [list, call, jamaCall] = await Promise.all([
+      cli(["tools", "list", "-c", config("jira-function"), "--ca-file", caFile]),
+      cli([
+        "tools",
+        "call",
+        "-c",
+        config("jira"),
+        "mcp_jira.jira_get_issue",
+        "--args",
+        "{\"key\":\"OCSW-2116\"}",
+        "--ca-file",
+        caFile
+      ]),
+      cli([
+        "tools",
+        "call",
+        "-c",
+        config("jama"),
+        "mcp_jama.jama_list_releases",
+        "--args",
+        "{\"projectId\":1}",
+        "--ca-file",
+        caFile
+      ])
+    ])
     expect(list.code, list.stderr).toBe(0)
     expect(list.stdout).toContain("mcp_jira (7 tools)")
     expect(list.stdout).toContain("mcp_jira.jira_get_issue")
     expect(list.stderr).toContain("… connecting mcp_jira")
-    const call = await cli([
-      "tools",
-      "call",
-      "-c",
-      config("jira"),
-      "mcp_jira.jira_get_issue",
-      "--args",
-      "{\"key\":\"OCSW-2116\"}",
-      "--ca-file",
-      caFile
-    ])
     expect(call.code, call.stderr).toBe(0)
     expect(call.stdout).toContain("\"status\": \"In Progress\"")
-    const jamaCall = await cli([
-      "tools",
-      "call",
-      "-c",
-      config("jama"),
-      "mcp_jama.jama_list_releases",
-      "--args",
-      "{\"projectId\":1}",
-      "--ca-file",
-      caFile
-    ])
     expect(jamaCall.code, jamaCall.stderr).toBe(0)
     expect(jira.mcpRequests.every((r) => r.headers["x-jira-service-token"] === JIRA_TOKEN)).toBe(true)
   })
 
   it("a distinct exit code and a hint per error family, never a stack trace without --verbose", async () => {
-    const tls = await cli(["token", "-c", config("jama")])
+    const [tls, wrongSecret, badArgs, unknownGroup, missing, wrongServiceToken, usage, verbose] = await Promise.all([
+      cli(["token", "-c", config("jama")]),
+      cli(["token", "-c", config("jama"), "--ca-file", caFile], {
+        SERVICE_ACCOUNT_CLIENT_SECRET: "not-the-secret-value"
+      }),
+      cli(["tools", "call", "-c", config("jira"), "mcp_jira.jira_get_issue", "--args", "{oops", "--ca-file", caFile]),
+      cli(["tools", "list", "-c", config("jira"), "--group", "nope", "--ca-file", caFile]),
+      cli(["validate", "-c", "/nonexistent/workflow.yml"]),
+      cli(["tools", "list", "-c", config("jira"), "--ca-file", caFile], {
+        JIRA_SERVICE_TOKEN: "wrong-service-token-value"
+      }),
+      cli(["tokn"]),
+      cli(["token", "-c", config("jama"), "--verbose"])
+    ])
     expect(tls.code).toBe(6)
     expect(tls.stderr).toMatch(
       /^Error: TLS certificate verification failed for https:\/\/127\.0\.0\.1:\d+\/token \(UNABLE_TO_VERIFY_LEAF_SIGNATURE/m
@@ -213,46 +250,25 @@ describe("mcp-auth CLI (built binary)", () => {
     expect(tls.stderr).toContain("Hint: The server may use certificates from an internal Certificate Authority")
     expect(tls.stderr).not.toMatch(/\n\s+at /)
 
-    const wrongSecret = await cli(["token", "-c", config("jama"), "--ca-file", caFile], {
-      SERVICE_ACCOUNT_CLIENT_SECRET: "not-the-secret-value"
-    })
     expect(wrongSecret.code).toBe(4)
     expect(wrongSecret.stderr).toContain("Error: Invalid service account credentials (invalid_client")
     expect(wrongSecret.stderr).toContain("Hint: Verify your client ID and client secret are correct")
     expect(wrongSecret.stderr + wrongSecret.stdout).not.toContain("not-the-secret-value")
 
-    const badArgs = await cli([
-      "tools",
-      "call",
-      "-c",
-      config("jira"),
-      "mcp_jira.jira_get_issue",
-      "--args",
-      "{oops",
-      "--ca-file",
-      caFile
-    ])
     expect(badArgs.code).toBe(2)
     expect(badArgs.stderr).toContain("Error: --args is not valid JSON")
 
-    const unknownGroup = await cli(["tools", "list", "-c", config("jira"), "--group", "nope", "--ca-file", caFile])
     expect(unknownGroup.code).toBe(2)
     expect(unknownGroup.stderr).toContain("Hint: groups: mcp_jira")
 
-    const missing = await cli(["validate", "-c", "/nonexistent/workflow.yml"])
     expect(missing.code).toBe(3)
     expect(missing.stderr).toContain("cannot read the workflow file (ENOENT)")
 
-    const wrongServiceToken = await cli(["tools", "list", "-c", config("jira"), "--ca-file", caFile], {
-      JIRA_SERVICE_TOKEN: "wrong-service-token-value"
-    })
     expect(wrongServiceToken.code).toBe(10)
     expect(wrongServiceToken.stderr).toContain("refused the request (HTTP 403)")
 
-    const usage = await cli(["tokn"])
     expect(usage.code).toBe(2)
 
-    const verbose = await cli(["token", "-c", config("jama"), "--verbose"])
     expect(verbose.code).toBe(6)
     expect(verbose.stderr).toMatch(/\n\s+at /)
   })
@@ -298,5 +314,75 @@ describe("mcp-auth CLI (built binary)", () => {
       expect(text).not.toContain(Buffer.from(`svc-cli:${encodeURIComponent(SECRET)}`).toString("base64"))
       for (const token of issued) if (token !== shownToken) expect(text).not.toContain(token)
     }
+  })
+})
+
+describe("the bundle copied outside the workspace (no @mcp-auth/testing, no tsx)", () => {
+  let outside: string
+  beforeAll(() => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "mcp-auth-cli-package-"))
+    Fs.cpSync(Path.join(cliDir, "package.json"), Path.join(dir, "package.json"))
+    Fs.cpSync(Path.dirname(bin), Path.join(dir, "build/bundle"), { recursive: true })
+    outside = Path.join(dir, "build/bundle/bin.js")
+  })
+
+  const runOutside = async (args: ReadonlyArray<string>) => {
+    const result = await run(args, env, outside)
+    outputs.push(result.stdout, result.stderr)
+    return result
+  }
+
+  it("runs the commands that need no server from its own files", async () => {
+    const help = await runOutside(["--help"])
+    expect(help.code, help.stderr).toBe(0)
+    expect(help.stdout).toContain("USAGE")
+    const valid = await runOutside(["validate", "-c", config("jira")])
+    expect(valid.code, valid.stderr).toBe(0)
+    // the examples shipped for the demo: their service-token function is JavaScript, so no tsx is needed
+    const shipped = Path.join(
+      Path.dirname(outside),
+      "examples/nat-workflows/config-mcp-service-account-jira-function.yml"
+    )
+    const function_ = await runOutside(["validate", "-c", shipped])
+    expect(function_.code, function_.stderr).toBe(0)
+    expect(function_.stdout).toContain("is valid")
+  })
+
+  it("reaches the servers from its own files: token and tools", async () => {
+    const token = await runOutside(["token", "-c", config("jama"), "--ca-file", caFile])
+    expect(token.code, token.stderr).toBe(0)
+    expect(token.stdout).toContain("access_token: <redacted>")
+    const call = await runOutside([
+      "tools",
+      "call",
+      "-c",
+      config("jira"),
+      "mcp_jira.jira_get_issue",
+      "--args",
+      "{\"key\":\"OCSW-2116\"}",
+      "--ca-file",
+      caFile
+    ])
+    expect(call.code, call.stderr).toBe(0)
+    expect(call.stdout).toContain("\"status\": \"In Progress\"")
+  })
+
+  it("a TypeScript service-token module without tsx: exit 9, saying to install tsx", async () => {
+    const result = await runOutside(["validate", "-c", config("jira-function")])
+    expect(result.code).toBe(9)
+    expect(result.stderr).toContain(
+      "Error: Failed to load service token function './scripts/service-tokens.ts#getJiraServiceToken': cannot load " +
+        "./scripts/service-tokens.ts: install tsx (npm i tsx) to load TypeScript service-token modules, or compile it to .js"
+    )
+  })
+
+  it("demo without @mcp-auth/testing: one line saying how to get it, exit 2", async () => {
+    const result = await runOutside(["demo"])
+    expect(result.code).toBe(2)
+    expect(result.stdout).toBe("")
+    expect(result.stderr).toBe(
+      "Error: mcp-auth demo runs the test servers of @mcp-auth/testing, which is not installed: " +
+        "npm i -D @mcp-auth/testing (npm i -g @mcp-auth/testing next to a global mcp-auth)\n"
+    )
   })
 })

@@ -4,7 +4,9 @@
  * `package/subpath#name`. A NAT dotted path `pkg.mod.fn` is tried as `./pkg/mod.{ts,mts,js,mjs}#fn`, so a function
  * ported to TypeScript at the same place keeps the config unchanged.
  *
- * Loaded eagerly at start-up, with a clear error if the module or the export is missing.
+ * TypeScript modules are imported through `tsx` (an optional peer dependency, loaded only for them); JavaScript
+ * modules through Node itself. Loaded eagerly at start-up, with a clear error if the module, the export or `tsx` is
+ * missing.
  *
  * @since 0.1.0
  */
@@ -13,6 +15,7 @@ import { ServiceTokenError } from "@mcp-auth/service-account/ServiceAccountError
 import type { FunctionLoader } from "@mcp-auth/service-account/ServiceToken"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
+import { createRequire } from "node:module"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 
@@ -43,39 +46,70 @@ const split = (reference: string, baseDir: string): { module: string; name: stri
 }
 
 /**
- * A loader resolving relative modules against `baseDir` (the config file's directory).
+ * The part of `tsx/esm/api` the loader uses.
  *
- * @since 0.1.0
- * @category Constructors
+ * @internal
  */
-export const make = (baseDir: string): FunctionLoader => (reference) =>
+export interface TsxApi {
+  readonly tsImport: (specifier: string, parentURL: string) => Promise<unknown>
+}
+
+const typeScript = /\.(?:[cm]?ts|tsx)$/
+
+/** The file a module specifier names: relative to `baseDir`, or resolved from there as a package. */
+const resolveFile = (reference: string, module: string, baseDir: string) => {
+  if (module.startsWith(".") || Path.isAbsolute(module)) {
+    const file = Path.resolve(baseDir, module)
+    return Fs.existsSync(file)
+      ? Effect.succeed(file)
+      : Effect.fail(failure(reference, `module ${file} does not exist`))
+  }
+  return Effect.try({
+    try: () => createRequire(Path.join(baseDir, "workflow.yml")).resolve(module),
+    catch: (cause) => failure(reference, `cannot resolve ${module} from ${baseDir}: ${firstLine(cause)}`, cause)
+  })
+}
+
+const firstLine = (cause: unknown) => cause instanceof Error ? cause.message.split("\n")[0] : String(cause)
+
+/**
+ * {@link make} with the way `tsx` is loaded given, so the path where it is not installed can be tested.
+ *
+ * @internal
+ */
+export const makeWith = (baseDir: string, loadTsx: () => Promise<TsxApi>): FunctionLoader => (reference) =>
   Effect.gen(function*() {
     const target = split(reference, baseDir)
     if (typeof target === "string") return yield* failure(reference, target)
-    const relative = target.module.startsWith(".") || Path.isAbsolute(target.module)
-    const specifier = relative ? pathToFileURL(Path.resolve(baseDir, target.module)).href : target.module
-    if (relative && !Fs.existsSync(Path.resolve(baseDir, target.module))) {
-      return yield* failure(reference, `module ${Path.resolve(baseDir, target.module)} does not exist`)
-    }
-    const module = yield* Effect.tryPromise({
-      // tsx (TypeScript support) is loaded only when a workflow references a module
-      try: () =>
-        import("tsx/esm/api").then(({ tsImport }) =>
-          tsImport(specifier, pathToFileURL(Path.join(baseDir, "workflow.yml")).href) as Promise<
-            Record<string, unknown>
-          >
-        ),
-      catch: (cause) =>
-        failure(
-          reference,
-          `cannot import ${target.module}: ${cause instanceof Error ? cause.message.split("\n")[0] : String(cause)}`,
-          cause
+    const file = yield* resolveFile(reference, target.module, baseDir)
+    const url = pathToFileURL(file).href
+    const cannotImport = (cause: unknown) =>
+      failure(reference, `cannot import ${target.module}: ${firstLine(cause)}`, cause)
+    // TypeScript needs tsx, an optional peer dependency, loaded only now; JavaScript is imported by Node itself
+    const module = typeScript.test(file)
+      ? yield* Effect.tryPromise({
+        try: loadTsx,
+        catch: (cause) =>
+          failure(
+            reference,
+            `cannot load ${target.module}: install tsx (npm i tsx) to load TypeScript service-token modules, ` +
+              `or compile it to .js`,
+            cause
+          )
+      }).pipe(
+        Effect.flatMap(({ tsImport }) =>
+          Effect.tryPromise({
+            try: () => tsImport(url, pathToFileURL(Path.join(baseDir, "workflow.yml")).href),
+            catch: cannotImport
+          })
         )
-    })
-    const fn = module[target.name] ??
-      (target.name === "default" ? undefined : (module.default as Record<string, unknown> | undefined)?.[target.name])
+      )
+      : yield* Effect.tryPromise({ try: () => import(url) as Promise<unknown>, catch: cannotImport })
+    const exports = module as Record<string, unknown>
+    const fn = exports[target.name] ??
+      (target.name === "default" ? undefined : (exports.default as Record<string, unknown> | undefined)?.[target.name])
     if (typeof fn !== "function") {
-      const exported = Object.keys(module).filter((k) => typeof module[k] === "function")
+      const exported = Object.keys(exports).filter((k) => typeof exports[k] === "function")
       return yield* failure(
         reference,
         `${target.module} has no exported function ${target.name}` +
@@ -84,3 +118,12 @@ export const make = (baseDir: string): FunctionLoader => (reference) =>
     }
     return fn as ServiceTokenFunction
   })
+
+/**
+ * A loader resolving relative modules against `baseDir` (the config file's directory). TypeScript modules need
+ * `tsx` (an optional peer dependency); without it, loading one fails with a `ServiceTokenError` saying to install it.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (baseDir: string): FunctionLoader => makeWith(baseDir, () => import("tsx/esm/api"))
