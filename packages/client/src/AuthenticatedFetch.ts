@@ -18,6 +18,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Runtime from "effect/Runtime"
+import { parseChallenge } from "./internal/challenge.js"
 import { McpForbiddenError, McpUnauthorizedError } from "./McpClientError.js"
 
 /**
@@ -76,15 +77,6 @@ const mcpInfo = (body: unknown): { mcpMethod?: string; toolName?: string } | und
 const replayable = (body: unknown): boolean =>
   body === undefined || body === null || typeof body === "string" || body instanceof URLSearchParams ||
   body instanceof ArrayBuffer || ArrayBuffer.isView(body) || body instanceof Blob
-
-/** `error` and `error_description` from a `WWW-Authenticate: Bearer …` challenge (RFC 6750 §3). */
-export const parseChallenge = (header: string | null): { error?: string; errorDescription?: string } => {
-  if (header === null) return {}
-  const param = (name: string) => new RegExp(`${name}="((?:[^"\\\\]|\\\\.)*)"`, "i").exec(header)?.[1]?.slice(0, 200)
-  const error = param("error")
-  const errorDescription = param("error_description")
-  return { ...(error ? { error } : {}), ...(errorDescription ? { errorDescription } : {}) }
-}
 
 /**
  * Builds the fetch from an `AuthHeaders` service and the runtime to run it in. Throws a `ConfigurationError` for a

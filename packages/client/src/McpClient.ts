@@ -17,6 +17,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import * as AuthenticatedFetch from "./AuthenticatedFetch.js"
+import { version } from "./internal/version.js"
 import { isMcpCallError, type McpCallError, McpRequestError } from "./McpClientError.js"
 
 /**
@@ -61,6 +62,7 @@ export interface Options {
   readonly headers?: Readonly<Record<string, string>> | undefined
   /** The underlying fetch, e.g. one trusting an internal CA. */
   readonly fetch?: AuthenticatedFetch.FetchLike | undefined
+  /** The `clientInfo` sent in `initialize` (default: `mcp-auth` and this package's version). */
   readonly clientInfo?: { readonly name: string; readonly version: string } | undefined
   /** Timeout of `listTools` and `callTool` (NAT `tool_call_timeout`, default 60 s). */
   readonly toolCallTimeout?: Duration.DurationInput | undefined
@@ -165,7 +167,7 @@ const makeWithFetch = (
 
     const connect = Effect.tryPromise({
       try: async () => {
-        const client = new Client(options.clientInfo ?? { name: "mcp-auth", version: "0.1.0" })
+        const client = new Client(options.clientInfo ?? { name: "mcp-auth", version })
         const transport = options.transport === "sse"
           ? new SSEClientTransport(url, { fetch, eventSourceInit: { fetch } })
           : new StreamableHTTPClientTransport(url, { fetch })

@@ -56,6 +56,10 @@ const nonInteractive = (what: string) => () => {
 export type Run = <A, E>(effect: Effect.Effect<A, E, TokenProvider.TokenProvider>) => Promise<A>
 
 /**
+ * Builds the adapter from a decoded configuration and a way to run effects that need the `TokenProvider`, for
+ * Promise code that owns its runtime (e.g. a `ManagedRuntime`'s `runPromise`, rejecting with the typed error).
+ * `createServiceAccountAuth(…).authProvider()` is built this way; in an Effect program use {@link make}.
+ *
  * @since 0.1.0
  * @category Constructors
  */

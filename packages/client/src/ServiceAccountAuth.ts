@@ -2,8 +2,21 @@
  * The Promise API, for code that does not use Effect:
  *
  * ```ts
- * const auth = createServiceAccountAuth({ client_id, client_secret, token_url, scopes }, { serverUrl })
- * const transport = new StreamableHTTPClientTransport(new URL(serverUrl), { fetch: auth.fetch })
+ * import { createServiceAccountAuth } from "@mcp-auth/client"
+ * import { Client } from "@modelcontextprotocol/sdk/client/index.js"
+ * import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js"
+ *
+ * const serverUrl = "https://mcp.example.com/mcp"
+ * const auth = createServiceAccountAuth({
+ *   client_id: process.env.SERVICE_ACCOUNT_CLIENT_ID,
+ *   client_secret: process.env.SERVICE_ACCOUNT_CLIENT_SECRET,
+ *   token_url: "https://idp.example.com/oauth2/token",
+ *   scopes: "mcp:tools"
+ * }, { serverUrl })
+ * const client = new Client({ name: "reports-agent", version: "1.0.0" })
+ * await client.connect(new StreamableHTTPClientTransport(new URL(serverUrl), { fetch: auth.fetch }))
+ * await client.close()
+ * await auth.close()
  * ```
  *
  * Errors are the same typed errors as the Effect API (real `Error` subclasses with a `_tag`:

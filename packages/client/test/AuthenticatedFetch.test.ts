@@ -5,6 +5,7 @@ import type * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
 import type { RequestContext } from "@mcp-auth/service-account/RequestContext"
 import { InvalidCredentialsError } from "@mcp-auth/service-account/ServiceAccountError"
 import { Effect, Redacted, Runtime } from "effect"
+import { parseChallenge } from "../src/internal/challenge.js"
 
 interface Sent {
   readonly url: string
@@ -186,12 +187,12 @@ describe("AuthenticatedFetch", () => {
 
   it("parses RFC 6750 challenges", () => {
     expect(
-      AuthenticatedFetch.parseChallenge(
+      parseChallenge(
         "Bearer realm=\"x\", error=\"invalid_token\", error_description=\"a \\\"b\\\"\""
       )
     )
       .toEqual({ error: "invalid_token", errorDescription: "a \\\"b\\\"" })
-    expect(AuthenticatedFetch.parseChallenge(null)).toEqual({})
+    expect(parseChallenge(null)).toEqual({})
   })
 
   it.live("never follows redirects itself: a hop to another origin gets no credentials", () =>

@@ -3,6 +3,40 @@
  * `Redacted` until the moment they are written; plus an `HttpClient` middleware that applies them and recovers once
  * from a 401, for Effect users calling HTTP APIs directly.
  *
+ * `AuthHeaders.layer` needs a `TokenProvider` (the bearer token) and a `ServiceToken` (`ServiceToken.none` for the
+ * single pattern, `layerStatic`, `layerFunction`, or `layerFromConfig` for what the configuration says).
+ *
+ * @example
+ * ```ts
+ * import {
+ *   AuthHeaders,
+ *   RequestContext,
+ *   ServiceAccountConfig,
+ *   ServiceToken,
+ *   TokenProvider
+ * } from "@mcp-auth/service-account"
+ * import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
+ * import { Effect, Layer } from "effect"
+ *
+ * const config = ServiceAccountConfig.decodeSync({
+ *   client_id: "svc-reports",
+ *   client_secret: process.env.SERVICE_ACCOUNT_CLIENT_SECRET,
+ *   token_url: "https://idp.example.com/oauth2/token",
+ *   service_token: { token: process.env.JIRA_SERVICE_TOKEN, header: "X-Jira-Service-Token" }
+ * })
+ * const AuthLive = AuthHeaders.layer.pipe(
+ *   Layer.provide(ServiceToken.layerFromConfig(config)),
+ *   Layer.provide(TokenProvider.layer(config).pipe(Layer.provide(TokenHttpClient.layerFromConfig(config))))
+ * )
+ *
+ * // the headers of one request: Authorization first, then X-Jira-Service-Token
+ * const headers = Effect.gen(function*() {
+ *   const auth = yield* AuthHeaders.AuthHeaders
+ *   const set = yield* auth.forRequest(RequestContext.make("https://mcp.example.com/mcp", "POST"))
+ *   return AuthHeaders.toRecord(set)
+ * }).pipe(Effect.provide(AuthLive))
+ * ```
+ *
  * @since 0.1.0
  */
 import * as HttpClient from "@effect/platform/HttpClient"
@@ -129,6 +163,21 @@ const contextOf = (request: HttpClientRequest.HttpClientRequest): RequestContext
  * Wraps an `HttpClient` so every request carries the auth headers. On a 401 the rejected token is invalidated
  * (compare-and-invalidate) and the request is sent once more with a fresh token, when its body can be replayed
  * (not a stream). Token and service-token failures reach the caller as typed errors.
+ *
+ * @example
+ * ```ts
+ * import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+ * import * as HttpClient from "@effect/platform/HttpClient"
+ * import { AuthHeaders } from "@mcp-auth/service-account"
+ * import { Effect } from "effect"
+ *
+ * // needs AuthHeaders (see the module example) and an HttpClient for the API itself
+ * const issue = Effect.gen(function*() {
+ *   const client = yield* AuthHeaders.withAuthHeaders(yield* HttpClient.HttpClient)
+ *   const response = yield* client.get("https://jira.example.com/rest/api/2/issue/OCSW-2116")
+ *   return yield* response.json
+ * }).pipe(Effect.provide(FetchHttpClient.layer))
+ * ```
  *
  * @since 0.1.0
  * @category Combinators

@@ -3,7 +3,7 @@
  * `Authorization: Bearer …`. It comes from nothing (single pattern), a static value, an `Effect`, or a user function
  * `(kwargs, context) => token | [header, token]` (sync or async) called on every request, as NAT does.
  *
- * An empty token, an invalid or reserved header name, or a throwing function is a typed {@link ServiceTokenError},
+ * An empty token, an invalid or reserved header name, or a throwing function is a typed `ServiceTokenError`,
  * never a silently dropped header.
  *
  * @since 0.1.0
@@ -47,8 +47,10 @@ export interface ServiceToken {
   /** The service header for one request, or `None` in the single pattern. */
   readonly get: (request: RequestContext) => Effect.Effect<Option.Option<ServiceHeader>, ServiceTokenError>
   /**
-   * Set when the header does not depend on the request (none or static): what `get` always returns. Lets hot paths
-   * build the headers once per bearer token.
+   * Set when the header does not depend on the request (the `none` and `layerStatic` layers): the value `get` always
+   * succeeds with. Supported for consumers that resolve headers on every request (`AuthHeaders`, the client package's
+   * `createServiceAccountAuth`): when it is set they build the header set once per bearer token instead of running
+   * `get`. Leave it `undefined` in your own implementations unless `get` ignores its request and never fails.
    */
   readonly constant?: Option.Option<ServiceHeader> | undefined
 }
@@ -104,13 +106,8 @@ const outcomeLabels = (provider: string | undefined) => {
   }
 }
 
-/**
- * Turns what a function or effect produced into a header: a token (sent under `header`) or `[headerName, token]`.
- *
- * @since 0.1.0
- * @category Combinators
- */
-export const normalize = (result: unknown, header: string): Either.Either<ServiceHeader, ServiceTokenError> => {
+/** Turns what a function or effect produced into a header: a token (sent under `header`) or `[headerName, token]`. */
+const normalize = (result: unknown, header: string): Either.Either<ServiceHeader, ServiceTokenError> => {
   let name = header
   let value: unknown = result
   if (Array.isArray(result)) {
@@ -256,12 +253,9 @@ export const layerEffect = <E, R>(
 
 /**
  * Calls a user function for a request: `fn(kwargs, request)`, sync or async (anything returning a thenable is
- * awaited), throwing or rejecting gives `ServiceTokenError`.
- *
- * @since 0.1.0
- * @category Combinators
+ * awaited); a throw or a rejection is the failure.
  */
-export const callFunction = (
+const callFunction = (
   fn: ServiceTokenFunction,
   kwargs: Readonly<Record<string, unknown>>,
   request: RequestContext

@@ -96,9 +96,12 @@ export interface TokenProvider {
   /** The current token; waits for a fetch only when no usable token is cached. */
   readonly get: Effect.Effect<AccessToken, TokenError>
   /**
-   * The cached token, read synchronously, when it is usable and not yet due for refresh; otherwise `undefined`, and
-   * the caller uses `get` (which also starts background refreshes). For hot paths that resolve headers on every
-   * request.
+   * The cached token, read synchronously without running an effect, when it is usable and not yet in its refresh
+   * window; otherwise `undefined`. Supported for hot paths that resolve headers on every request outside a fiber
+   * (`AuthHeaders`, the client package's `createServiceAccountAuth`): try `peek()` first and fall back to `get` when
+   * it returns `undefined`. Never use `peek` alone: only `get` fetches a token and starts the background refresh, so
+   * a caller that only peeks would see `undefined` once the refresh window opens. Counts as a cache hit in the
+   * metrics, like `get`.
    */
   readonly peek: () => AccessToken | undefined
   /**
@@ -107,10 +110,14 @@ export interface TokenProvider {
    */
   readonly invalidate: (rejected: AccessToken) => Effect.Effect<boolean>
   /**
-   * Installs a token obtained elsewhere as the current one (for example by the MCP SDK's own auth flow, see the
-   * client package's `OAuthClientProvider` adapter), with the usual refresh schedule.
+   * Installs a token obtained outside this provider as the current one, replacing the cached token, with the usual
+   * refresh schedule from its expiry. Supported for bridges where another component runs the token request itself:
+   * the client package's `OAuthClientProvider` adapter adopts what the MCP SDK's `saveTokens` hands it, so the SDK
+   * and `get` share one cache. The token must come from the same client and token endpoint as the provider's
+   * configuration; later refreshes use that configuration.
    */
   readonly adopt: (token: AccessToken) => Effect.Effect<void>
+  /** A snapshot of the lifecycle for health checks ({@link TokenState}). */
   readonly state: Effect.Effect<TokenState>
 }
 
@@ -141,8 +148,35 @@ export const make: (
 ) => Effect.Effect<TokenProvider, never, HttpClient.HttpClient | Scope.Scope> = internal.make
 
 /**
- * The provider as a layer. `HttpClient` is left to the user (e.g. `NodeHttpClient.layerUndici`, or
- * `TokenHttpClient.layer(config)` to honour `ca_file`).
+ * The provider as a layer: one token cache whose background refresh lives as long as the layer. `HttpClient` is left
+ * to the user: `TokenHttpClient.layerFromConfig(config)` (undici, honours `ca_file`), `NodeHttpClient.layerUndici`,
+ * `FetchHttpClient.layer`, or a fake in tests.
+ *
+ * @example
+ * ```ts
+ * import { ServiceAccountConfig, TokenProvider } from "@mcp-auth/service-account"
+ * import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
+ * import { Effect, Layer, Redacted } from "effect"
+ *
+ * const config = ServiceAccountConfig.decodeSync({
+ *   client_id: "svc-reports",
+ *   client_secret: process.env.SERVICE_ACCOUNT_CLIENT_SECRET,
+ *   token_url: "https://idp.example.com/oauth2/token",
+ *   scopes: ["mcp:tools"]
+ * })
+ * const TokenLive = TokenProvider.layer(config).pipe(Layer.provide(TokenHttpClient.layerFromConfig(config)))
+ *
+ * const program = Effect.gen(function*() {
+ *   const provider = yield* TokenProvider.TokenProvider
+ *   const token = yield* provider.get // cached; one request however many fibers ask
+ *   return `Bearer ${Redacted.value(token.token)}`
+ * })
+ *
+ * program.pipe(
+ *   Effect.provide(TokenLive),
+ *   Effect.catchTag("InvalidCredentialsError", (e) => Effect.die(e)) // page someone: the secret is wrong
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category Layers

@@ -4,6 +4,7 @@ import type { TokenError } from "@mcp-auth/service-account/ServiceAccountError"
 import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
 import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
 import { Duration, Effect, Either, Redacted, TestClock } from "effect"
+import { parseRetryAfter } from "../src/internal/tokenEndpoint.js"
 
 const config = (extra: Record<string, unknown> = {}) =>
   ServiceAccountConfig.decodeSync({
@@ -321,7 +322,7 @@ describe("TokenEndpoint", () => {
     it("parses delta-seconds, HTTP-dates and retry-after-ms, capped at one hour", () => {
       const now = Date.parse("2026-11-26T10:00:00Z")
       const ms = (h: Record<string, string>) => {
-        const d = TokenEndpoint.parseRetryAfter(h, now)
+        const d = parseRetryAfter(h, now)
         return d === undefined ? undefined : Duration.toMillis(d)
       }
       expect(ms({ "retry-after": "2" })).toBe(2000)

@@ -19,9 +19,7 @@
  *
  * @since 0.1.0
  */
-import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as jose from "jose"
 import type * as http from "node:http"
@@ -309,18 +307,6 @@ export const start = async (options: Options): Promise<Started<AuthorizationServ
 export const make: (options: Options) => Effect.Effect<AuthorizationServer, never, Scope.Scope> = internal.scoped(
   start
 )
-
-/**
- * @since 0.1.0
- * @category Tags
- */
-export class Tag extends Context.Tag("@mcp-auth/testing/AuthorizationServer")<Tag, AuthorizationServer>() {}
-
-/**
- * @since 0.1.0
- * @category Layers
- */
-export const layer = (options: Options): Layer.Layer<Tag> => Layer.scoped(Tag, make(options))
 
 // -----------------------------------------------------------------------------
 // internal

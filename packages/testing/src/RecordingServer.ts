@@ -5,9 +5,7 @@
  *
  * @since 0.1.0
  */
-import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/server.js"
 import type { TlsCredentials } from "./TestPki.js"
@@ -119,15 +117,3 @@ export const start = async (options: Options = {}): Promise<Started<RecordingSer
 export const make: (options?: Options) => Effect.Effect<RecordingServer, never, Scope.Scope> = internal.scoped(
   (options: Options | undefined) => start(options)
 )
-
-/**
- * @since 0.1.0
- * @category Tags
- */
-export class Tag extends Context.Tag("@mcp-auth/testing/RecordingServer")<Tag, RecordingServer>() {}
-
-/**
- * @since 0.1.0
- * @category Layers
- */
-export const layer = (options?: Options): Layer.Layer<Tag> => Layer.scoped(Tag, make(options))

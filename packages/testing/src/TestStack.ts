@@ -4,9 +4,7 @@
  *
  * @since 0.1.0
  */
-import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as AuthorizationServer from "./AuthorizationServer.js"
 import * as internal from "./internal/server.js"
@@ -98,15 +96,3 @@ export const start = async (options: Options): Promise<Started<TestStack>> => {
  * @category Constructors
  */
 export const make: (options: Options) => Effect.Effect<TestStack, never, Scope.Scope> = internal.scoped(start)
-
-/**
- * @since 0.1.0
- * @category Tags
- */
-export class Tag extends Context.Tag("@mcp-auth/testing/TestStack")<Tag, TestStack>() {}
-
-/**
- * @since 0.1.0
- * @category Layers
- */
-export const layer = (options: Options): Layer.Layer<Tag> => Layer.scoped(Tag, make(options))

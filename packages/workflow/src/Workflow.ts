@@ -3,6 +3,26 @@
  * it, one token cache each, as in NAT) and one MCP client per function group, with NAT's include/exclude and tool
  * overrides applied.
  *
+ * @example
+ * ```ts
+ * import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+ * import { Workflow, WorkflowConfig } from "@mcp-auth/workflow"
+ * import { Console, Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   // ${VAR}s come from process.env; every problem is reported at once as a ConfigurationError
+ *   const config = yield* WorkflowConfig.load("config-mcp-service-account-jira.yml")
+ *   const workflow = yield* Workflow.make(config) // providers and MCP clients live until the scope closes
+ *   const jira = workflow.groups.get("mcp_jira")
+ *   if (jira === undefined) return yield* Effect.dieMessage("no function group mcp_jira")
+ *   const tools = yield* jira.listTools
+ *   yield* Console.log(tools.map((tool) => tool.name).join(", "))
+ *   return yield* jira.callTool("jira_get_issue", { key: "OCSW-2116" })
+ * })
+ *
+ * NodeRuntime.runMain(Effect.scoped(program))
+ * ```
+ *
  * @since 0.1.0
  */
 import type { FetchLike } from "@mcp-auth/client/AuthenticatedFetch"
