@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Every check and test, as `pnpm test` runs them. The type-check (one core) and the API reference with its examples
-# check (which reads the sources, not the build) run side by side; lint needs the build's declarations, and the tests
-# need the build (the pack test packs it).
+# Every check and test, as `pnpm test` runs them, on both cores: the type-check (one core) beside the API reference
+# and its examples check (which read the sources, not the build); then lint (it needs the build's declarations)
+# beside the tests (they need the build: the pack test packs it). Any failing step fails the whole.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tsc -b tsconfig.json &
@@ -10,5 +10,7 @@ pnpm run docs &
 docs=$!
 wait "$build"
 wait "$docs"
-eslint .
+eslint . &
+lint=$!
 vitest run
+wait "$lint"
