@@ -1,10 +1,7 @@
-import { createRequire } from "node:module"
-
 /**
- * This package's version, read from its package.json (the one version source), through the package's own name so it
- * resolves the same from `src` (tests) and from `build/esm` (installed).
+ * This package's version, generated from its package.json by scripts/versions.mjs (run by `changeset-version`).
+ * Do not edit: test/versions.test.ts checks that it matches package.json.
  *
  * @internal
  */
-export const version: string =
-  (createRequire(import.meta.url)("@mcp-auth/testing/package.json") as { readonly version: string }).version
+export const version: string = "0.1.0"
