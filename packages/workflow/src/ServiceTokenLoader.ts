@@ -14,6 +14,7 @@ import type { ServiceTokenFunction } from "@mcp-auth/service-account/ServiceAcco
 import { ServiceTokenError } from "@mcp-auth/service-account/ServiceAccountError"
 import type { FunctionLoader } from "@mcp-auth/service-account/ServiceToken"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
@@ -56,9 +57,11 @@ export interface TsxApi {
 
 const typeScript = /\.(?:[cm]?ts|tsx)$/
 
-/** The file a module specifier names: relative to `baseDir`, or resolved from there as a package. */
+const isRelative = (module: string) => module.startsWith(".") || Path.isAbsolute(module)
+
+/** The file a module specifier names: relative to `baseDir`, or resolved from there as a package (`require` rules). */
 const resolveFile = (reference: string, module: string, baseDir: string) => {
-  if (module.startsWith(".") || Path.isAbsolute(module)) {
+  if (isRelative(module)) {
     const file = Path.resolve(baseDir, module)
     return Fs.existsSync(file)
       ? Effect.succeed(file)
@@ -81,30 +84,41 @@ export const makeWith = (baseDir: string, loadTsx: () => Promise<TsxApi>): Funct
   Effect.gen(function*() {
     const target = split(reference, baseDir)
     if (typeof target === "string") return yield* failure(reference, target)
-    const file = yield* resolveFile(reference, target.module, baseDir)
-    const url = pathToFileURL(file).href
+    const parent = pathToFileURL(Path.join(baseDir, "workflow.yml")).href
     const cannotImport = (cause: unknown) =>
       failure(reference, `cannot import ${target.module}: ${firstLine(cause)}`, cause)
-    // TypeScript needs tsx, an optional peer dependency, loaded only now; JavaScript is imported by Node itself
-    const module = typeScript.test(file)
-      ? yield* Effect.tryPromise({
-        try: loadTsx,
-        catch: (cause) =>
-          failure(
-            reference,
-            `cannot load ${target.module}: install tsx (npm i tsx) to load TypeScript service-token modules, ` +
-              `or compile it to .js`,
-            cause
-          )
-      }).pipe(
-        Effect.flatMap(({ tsImport }) =>
-          Effect.tryPromise({
-            try: () => tsImport(url, pathToFileURL(Path.join(baseDir, "workflow.yml")).href),
-            catch: cannotImport
-          })
+    const tsx = Effect.tryPromise({
+      try: loadTsx,
+      catch: (cause) =>
+        failure(
+          reference,
+          `cannot load ${target.module}: install tsx (npm i tsx) to load TypeScript service-token modules, ` +
+            `or compile it to .js`,
+          cause
         )
+    })
+    const withTsx = (specifier: string) =>
+      Effect.flatMap(
+        tsx,
+        ({ tsImport }) => Effect.tryPromise({ try: () => tsImport(specifier, parent), catch: cannotImport })
       )
-      : yield* Effect.tryPromise({ try: () => import(url) as Promise<unknown>, catch: cannotImport })
+    const byFile = Effect.flatMap(resolveFile(reference, target.module, baseDir), (file) =>
+      typeScript.test(file)
+        // TypeScript needs tsx, an optional peer dependency, loaded only now; JavaScript is imported by Node itself
+        ? withTsx(pathToFileURL(file).href)
+        : Effect.tryPromise({ try: () => import(pathToFileURL(file).href) as Promise<unknown>, catch: cannotImport }))
+    // a package is resolved as `import` would (its `import` condition) through tsx when it is there, else by `require`
+    // rules (a package that exports only an `import` condition then needs tsx)
+    const module = yield* (isRelative(target.module)
+      ? byFile
+      : Effect.flatMap(
+        Effect.option(Effect.tryPromise(loadTsx)),
+        Option.match({
+          onNone: () => byFile,
+          onSome: ({ tsImport }) =>
+            Effect.tryPromise({ try: () => tsImport(target.module, parent), catch: cannotImport })
+        })
+      ))
     const exports = module as Record<string, unknown>
     const fn = exports[target.name] ??
       (target.name === "default" ? undefined : (exports.default as Record<string, unknown> | undefined)?.[target.name])

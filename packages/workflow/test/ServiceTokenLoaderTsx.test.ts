@@ -39,15 +39,24 @@ describe("ServiceTokenLoader without tsx (an optional peer dependency)", () => {
       expect(tsxLoads).toBe(before)
     }))
 
-  it.live("a missing module or package is reported before tsx is needed", () =>
+  it.live("a missing module is reported before tsx is needed; a package falls back to require rules without tsx", () =>
     Effect.gen(function*() {
       const before = tsxLoads
       const missing = yield* Effect.flip(withoutTsx("./nope.ts#f"))
       expect(missing.message).toContain("does not exist")
+      expect(tsxLoads).toBe(before)
+      // a package is imported through tsx (`import` conditions) when it is installed: here it is not, so the package
+      // is resolved by `require` rules, and a missing one is named as such, not as a missing tsx
       const unresolved = yield* Effect.flip(withoutTsx("no-such-package/tokens#f"))
       expect(unresolved.message).toContain(
         `Failed to load service token function 'no-such-package/tokens#f': cannot resolve no-such-package/tokens from ${dir}`
       )
-      expect(tsxLoads).toBe(before)
+      expect(tsxLoads).toBe(before + 1)
+    }))
+
+  it.live("with tsx installed, a package export loads as `import` resolves it", () =>
+    Effect.gen(function*() {
+      const fn = yield* ServiceTokenLoader.make(dir)("effect/Function#constant")
+      expect((fn as unknown as (value: string) => () => string)("from-a-package")()).toBe("from-a-package")
     }))
 })
