@@ -36,9 +36,11 @@ const realSleep = (ms: number) => Effect.promise(() => new Promise((resolve) => 
  * Moves the TestClock in 20 ms steps, with 5 ms of real time for IO after each, until `done` holds. Virtual time runs
  * at most 4× real time, so a slow real request meets its (virtual) 60 s timeout only after 15 s of real time.
  */
+/** Virtual time in 20 ms steps until `done`; fails with a message after 60 s of virtual time (3 000 steps, 15 s real). */
 const driveUntil = (done: Effect.Effect<boolean>) =>
   Effect.gen(function*() {
-    while (!(yield* done)) {
+    for (let step = 0; !(yield* done); step++) {
+      if (step === 3_000) return yield* Effect.dieMessage("driveUntil: not done after 60 s of virtual time")
       yield* TestClock.adjust("20 millis")
       yield* realSleep(5)
     }

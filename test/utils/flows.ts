@@ -139,6 +139,11 @@ export const describeFlows = (driver: Driver) =>
         expect(new Set(issued).size).toBe(issued.length)
         for (const bearer of bearers) expect(issued).toContain(bearer.slice("Bearer ".length))
         expect(issued.length).toBeLessThanOrEqual(bearers.length + 1)
+        // and no over-eager refreshing: a token is refreshed 1.5–1.8 s after the request that got it started (the
+        // scheduler can only delay that), so successive token requests reach the server at least ~1.5 s apart, less
+        // the first one's trip to the server; a client fetching per call would send them one call (~50 ms) apart
+        const arrivals = stack.authorizationServer.tokenRequests.map((r) => r.time)
+        for (let i = 1; i < arrivals.length; i++) expect(arrivals[i]! - arrivals[i - 1]!).toBeGreaterThan(500)
       },
       60_000
     )

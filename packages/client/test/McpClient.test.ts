@@ -44,6 +44,8 @@ describe("McpClient", () => {
         reconnect: { enabled: false }
       })
         .pipe(Effect.provide(yield* Layer.build(auth(stack.tokenUrl, clients[0]!))))
+      // connected and holding a token first, so the timeout can only be the hanging call's
+      yield* client.listTools
       const error = yield* Effect.flip(client.callTool("hang"))
       expect(error).toMatchObject({ _tag: "McpRequestError", reason: "timeout", operation: "tools/call" })
       expect(error.message).toMatch(/^MCP tools\/call timed out/)
