@@ -7,8 +7,9 @@
  * declarations, runs the installed `mcp-auth` bin against the installed test servers, and runs a Promise-API program
  * that must exit by itself. A second project installs only @mcp-auth/cli: what `npm ls --omit=dev` lists, and its bin.
  *
- * Needs the build (`tsc -b`, run by the test command first) and the npm registry. Writes a summary (file counts and
- * sizes, the `npm ls` output) to test/pack/.last-run.json and .last-npm-ls.txt (git-ignored).
+ * Needs the build (`tsc -b` and the CLI bundle, made by the test command first: packing runs no lifecycle scripts) and
+ * the npm registry. Writes a summary (file counts and sizes, the `npm ls` output) to test/pack/.last-run.json and
+ * .last-npm-ls.txt (git-ignored).
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -92,7 +93,7 @@ const ok = (what: string, result: Run): Run => {
   return result
 }
 
-/** The last stdout line that is a JSON object (Effect's default logger also writes to stdout). */
+/** The last stdout line that is a JSON object. */
 const lastJson = (stdout: string): any => {
   const lines = stdout.split("\n").map((l) => l.trim()).filter((l) => l.startsWith("{")).reverse()
   for (const line of lines) {
@@ -319,6 +320,13 @@ describe("packed packages, installed outside the repository", () => {
         throw new Error(`${p.name} is not built: run \`npx tsc -b tsconfig.json\` first (the test command does)`)
       }
     }
+    // the CLI ships its bundle: built once by the test command, so packing here runs no prepack (no rebuild while the
+    // CLI test runs it)
+    if (!Fs.existsSync(Path.join(root, "packages/cli/build/bundle/bin.js"))) {
+      throw new Error(
+        "@mcp-auth/cli is not bundled: run `node packages/cli/scripts/bundle.mjs` first (the test command does)"
+      )
+    }
 
     // pack: pnpm rewrites workspace: ranges; one recursive call for all packages
     let t = Date.now()
@@ -330,6 +338,7 @@ describe("packed packages, installed outside the repository", () => {
         "-r",
         ...publics.flatMap((p) => ["--filter", p.name]),
         "pack",
+        "--ignore-scripts",
         "--pack-destination",
         tarballs
       ], { cwd: root, env: cleanEnv(), timeout: 180_000 })
@@ -535,6 +544,8 @@ describe("packed packages, installed outside the repository", () => {
             .toBe(true)
         }
       }
+      // the bundled CLI inlines third-party code: their licences ship with it
+      if (p.name === "@mcp-auth/cli") expect(p.files).toContain("build/bundle/THIRD_PARTY_NOTICES.md")
     }
   })
 

@@ -3,12 +3,14 @@
  * minified ESM entry plus the chunks loaded when a command runs, with linked source maps into the TypeScript sources.
  * The workspace packages are read from their sources; @mcp-auth/testing (the demo's servers) and tsx (TypeScript
  * service-token modules) stay external, as optional peer dependencies. The examples the demo runs are copied next
- * to the bundle, their service-token function compiled to JavaScript so that the demo does not need tsx.
+ * to the bundle, their service-token function compiled to JavaScript so that the demo does not need tsx. The
+ * licences of the inlined third-party packages are written to build/bundle/THIRD_PARTY_NOTICES.md.
  */
 import * as esbuild from "esbuild"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import process from "node:process"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 
 const cli = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
@@ -84,10 +86,95 @@ const copyExamples = async (into) => {
 }
 
 /**
+ * The third-party packages inlined in the bundle, with their licence texts: esbuild keeps only `/*! *\/` comments, so
+ * the MIT/ISC/Apache notices of effect, the MCP SDK, undici, yaml, … ship in build/bundle/THIRD_PARTY_NOTICES.md.
+ * A package is the directory after the last `node_modules/` of an input path (pnpm's layout included:
+ * node_modules/.pnpm/<x>/node_modules/<name>/…) with at least one byte in an output.
+ */
+const writeNotices = (into, metafile) => {
+  const dirs = new Set()
+  for (const output of Object.values(metafile.outputs)) {
+    for (const [input, { bytesInOutput }] of Object.entries(output.inputs)) {
+      if (bytesInOutput === 0) continue
+      const parts = Path.resolve(cli, input).split(Path.sep)
+      const at = parts.lastIndexOf("node_modules")
+      if (at === -1) continue
+      const length = parts[at + 1]?.startsWith("@") ? 2 : 1
+      dirs.add(parts.slice(0, at + 1 + length).join(Path.sep))
+    }
+  }
+  const entries = [...dirs].map((dir) => {
+    const manifest = JSON.parse(Fs.readFileSync(Path.join(dir, "package.json"), "utf8"))
+    const license = typeof manifest.license === "string"
+      ? manifest.license
+      : manifest.license?.type ?? manifest.licenses?.map((l) => l.type ?? l).join(" OR ") ?? "UNKNOWN"
+    const texts = Fs.readdirSync(dir).filter((f) => /^(licen[cs]e|copying|notice)([.-].*)?$/i.test(f)).sort()
+      .map((f) => Fs.readFileSync(Path.join(dir, f), "utf8").trim())
+    return { name: manifest.name, version: manifest.version, license, texts }
+  }).sort((a, b) => a.name.localeCompare(b.name) || a.version.localeCompare(b.version))
+  const text = [
+    "# Third-party notices",
+    "",
+    "The `mcp-auth` bundle (build/bundle) includes code from the following npm packages, under their licences.",
+    ...entries.flatMap(({ license, name, texts, version }) => [
+      "",
+      `## ${name}@${version}`,
+      "",
+      `License: ${license}`,
+      ...texts.flatMap((t) => {
+        const fence = "`".repeat(Math.max(3, ...(t.match(/`+/g) ?? []).map((run) => run.length + 1)))
+        return ["", `${fence}text`, t, fence]
+      })
+    ]),
+    ""
+  ].join("\n")
+  Fs.writeFileSync(Path.join(into, "THIRD_PARTY_NOTICES.md"), text)
+}
+
+/**
+ * Replaces build/bundle with the staging folder. Two builds may run at once (a test and `pnpm pack`, say): the swap
+ * is serialised by a lock directory (mkdir is atomic; a lock older than a minute is a crashed build's and is taken
+ * over), and if putting the new folder in place fails, the previous one is put back, so build/bundle is never left
+ * missing by an error.
+ */
+const swapIn = async (staging) => {
+  const lock = Path.join(Path.dirname(outdir), ".bundle.lock")
+  for (let attempt = 0;; attempt++) {
+    try {
+      Fs.mkdirSync(lock)
+      break
+    } catch (error) {
+      if (error.code !== "EEXIST" || attempt >= 600) throw error
+      try {
+        if (Date.now() - Fs.statSync(lock).mtimeMs > 60_000) Fs.rmSync(lock, { recursive: true, force: true })
+      } catch {
+        // released meanwhile
+      }
+      await sleep(100)
+    }
+  }
+  try {
+    const old = `${staging}-old`
+    const had = Fs.existsSync(outdir)
+    if (had) Fs.renameSync(outdir, old)
+    try {
+      Fs.renameSync(staging, outdir)
+    } catch (error) {
+      if (had) Fs.renameSync(old, outdir)
+      throw error
+    }
+    Fs.rmSync(old, { recursive: true, force: true })
+  } finally {
+    Fs.rmSync(lock, { recursive: true, force: true })
+  }
+}
+
+/**
  * Builds into a fresh sibling folder, then swaps it in, so a binary running from build/bundle while another process
- * rebuilds (a test, the pack step, the benchmark) finds complete files.
+ * rebuilds (a test, the pack step, the benchmark) finds complete files, and concurrent builds do not collide.
  */
 export const bundle = async () => {
+  Fs.mkdirSync(Path.dirname(outdir), { recursive: true })
   const staging = Fs.mkdtempSync(Path.join(Path.dirname(outdir), ".bundle-"))
   try {
     const result = await esbuild.build({
@@ -121,10 +208,8 @@ export const bundle = async () => {
     Fs.chmodSync(Path.join(staging, "bin.js"), 0o755)
     // output paths as if built in place (the benchmark reads them)
     const metafile = JSON.parse(JSON.stringify(result.metafile).replaceAll(Path.relative(cli, staging), "build/bundle"))
-    const old = `${staging}-old`
-    if (Fs.existsSync(outdir)) Fs.renameSync(outdir, old)
-    Fs.renameSync(staging, outdir)
-    Fs.rmSync(old, { recursive: true, force: true })
+    writeNotices(staging, result.metafile)
+    await swapIn(staging)
     const metaFile = Path.join(cli, "build/bundle-meta.json")
     Fs.writeFileSync(`${metaFile}.${process.pid}`, JSON.stringify(metafile))
     Fs.renameSync(`${metaFile}.${process.pid}`, metaFile)

@@ -1,7 +1,8 @@
 /**
  * The bundled `mcp-auth` binary (what the package ships), run as a subprocess against real HTTPS servers: exit codes,
  * output, and no secret in stdout or stderr on any path; then a copy of it outside the workspace, where neither
- * @mcp-auth/testing nor tsx can be found. The bundle is built from the sources first.
+ * @mcp-auth/testing nor tsx can be found. The test command builds the bundle once, before the tests; run alone, this
+ * file rebuilds it when it is missing or older than the sources (or the bundle script), so it always tests fresh code.
  */
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import { AuthorizationServer, McpServer, TestPki } from "@mcp-auth/testing"
@@ -15,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../../..")
 const cliDir = Path.join(root, "packages/cli")
 const bin = Path.join(cliDir, "build/bundle/bin.js")
+const notices = Path.join(cliDir, "build/bundle/THIRD_PARTY_NOTICES.md")
 const examples = Path.join(root, "examples/nat-workflows")
 
 interface Run {
@@ -42,6 +44,40 @@ let jira: McpServer.McpServer & { close(): Promise<void> }
 let caFile: string
 let env: Record<string, string>
 const outputs: Array<string> = []
+const tempDirs: Array<string> = []
+const tempDir = (prefix: string) => {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), prefix))
+  tempDirs.push(dir)
+  return dir
+}
+
+/** The newest modification time of the files under a directory (0 when it does not exist). */
+const newest = (dir: string): number =>
+  Fs.existsSync(dir)
+    ? Fs.readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile())
+      .reduce((max, e) => Math.max(max, Fs.statSync(Path.join(e.parentPath, e.name)).mtimeMs), 0)
+    : 0
+
+/**
+ * Builds the bundle unless it is newer than what it is made of: every package's sources and package.json (the
+ * versions it inlines), the examples it ships and the bundle script.
+ */
+const ensureBundle = () => {
+  const packages = Path.join(root, "packages")
+  const mtime = (file: string) => Fs.existsSync(file) ? Fs.statSync(file).mtimeMs : 0
+  const sources = Math.max(
+    mtime(Path.join(cliDir, "scripts/bundle.mjs")),
+    newest(examples),
+    ...Fs.readdirSync(packages).flatMap((name) => [
+      newest(Path.join(packages, name, "src")),
+      mtime(Path.join(packages, name, "package.json"))
+    ])
+  )
+  const built = Fs.existsSync(bin) && Fs.existsSync(notices) ? Fs.statSync(bin).mtimeMs : 0
+  if (built <= sources) {
+    ChildProcess.execFileSync(process.execPath, [Path.join(cliDir, "scripts/bundle.mjs")], { stdio: "pipe" })
+  }
+}
 
 const cli = async (args: ReadonlyArray<string>, extraEnv: Record<string, string> = {}) => {
   const result = await run(args, { ...env, ...extraEnv })
@@ -50,9 +86,9 @@ const cli = async (args: ReadonlyArray<string>, extraEnv: Record<string, string>
 }
 
 beforeAll(async () => {
-  ChildProcess.execFileSync(process.execPath, [Path.join(cliDir, "scripts/bundle.mjs")], { stdio: "pipe" })
+  ensureBundle()
   const pki = await TestPki.shared()
-  caFile = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "mcp-auth-cli-")), "ca.pem")
+  caFile = Path.join(tempDir("mcp-auth-cli-"), "ca.pem")
   Fs.writeFileSync(caFile, pki.ca)
   as = await AuthorizationServer.start({
     clients: [{ clientId: "svc-cli", clientSecret: SECRET }],
@@ -84,6 +120,7 @@ afterAll(async () => {
   await jira?.close()
   await jama?.close()
   await as?.close()
+  for (const dir of tempDirs) Fs.rmSync(dir, { recursive: true, force: true })
 })
 
 const config = (name: string) => Path.join(examples, `config-mcp-service-account-${name}.yml`)
@@ -99,6 +136,13 @@ describe("mcp-auth CLI (built binary)", () => {
       expect(result.code, commands[i]!.join(" ")).toBe(0)
       expect(result.stdout).toContain("USAGE")
     })
+  })
+
+  it("the bundle ships the notices of the third-party packages it inlines", () => {
+    const text = Fs.readFileSync(notices, "utf8")
+    expect(text).toMatch(/^## effect@\d+\.\d+\.\d+$/m)
+    expect(text).toMatch(/^## @modelcontextprotocol\/sdk@\d+\.\d+\.\d+$/m)
+    expect(text).toContain("Permission is hereby granted, free of charge") // an MIT licence text, not only its name
   })
 
   it("--version and info components print the versions of the package.json files", async () => {
@@ -277,7 +321,7 @@ describe("mcp-auth CLI (built binary)", () => {
     const { FaultTokenEndpoint } = await import("@mcp-auth/testing")
     const endpoint = await FaultTokenEndpoint.start({ fallback: FaultTokenEndpoint.hang() })
     try {
-      const file = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "mcp-auth-cli-")), "workflow.yml")
+      const file = Path.join(tempDir("mcp-auth-cli-"), "workflow.yml")
       Fs.writeFileSync(
         file,
         `authentication:
@@ -303,24 +347,12 @@ describe("mcp-auth CLI (built binary)", () => {
       await endpoint.close()
     }
   })
-
-  it("no secret, service token or access token in any output of any run above", () => {
-    const issued = as.tokenRequests.map((r) => r.accessToken).filter((t): t is string => t !== undefined)
-    expect(issued.length).toBeGreaterThan(3)
-    const shownToken = /access_token: (ey\S+)/.exec(outputs.join("\n"))?.[1]
-    for (const text of outputs) {
-      expect(text).not.toContain(SECRET)
-      expect(text).not.toContain(JIRA_TOKEN)
-      expect(text).not.toContain(Buffer.from(`svc-cli:${encodeURIComponent(SECRET)}`).toString("base64"))
-      for (const token of issued) if (token !== shownToken) expect(text).not.toContain(token)
-    }
-  })
 })
 
 describe("the bundle copied outside the workspace (no @mcp-auth/testing, no tsx)", () => {
   let outside: string
   beforeAll(() => {
-    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "mcp-auth-cli-package-"))
+    const dir = tempDir("mcp-auth-cli-package-")
     Fs.cpSync(Path.join(cliDir, "package.json"), Path.join(dir, "package.json"))
     Fs.cpSync(Path.dirname(bin), Path.join(dir, "build/bundle"), { recursive: true })
     outside = Path.join(dir, "build/bundle/bin.js")
@@ -384,5 +416,21 @@ describe("the bundle copied outside the workspace (no @mcp-auth/testing, no tsx)
       "Error: mcp-auth demo runs the test servers of @mcp-auth/testing, which is not installed: " +
         "npm i -D @mcp-auth/testing (npm i -g @mcp-auth/testing next to a global mcp-auth)\n"
     )
+  })
+})
+
+// last, after both describes: every run above, inside and outside the workspace, pushed its output
+describe("every output", () => {
+  it("has no secret, service token or access token (of any run in this file)", () => {
+    expect(outputs.length).toBeGreaterThan(0)
+    const issued = as.tokenRequests.map((r) => r.accessToken).filter((t): t is string => t !== undefined)
+    expect(issued.length).toBeGreaterThan(3)
+    const shownToken = /access_token: (ey\S+)/.exec(outputs.join("\n"))?.[1]
+    for (const text of outputs) {
+      expect(text).not.toContain(SECRET)
+      expect(text).not.toContain(JIRA_TOKEN)
+      expect(text).not.toContain(Buffer.from(`svc-cli:${encodeURIComponent(SECRET)}`).toString("base64"))
+      for (const token of issued) if (token !== shownToken) expect(text).not.toContain(token)
+    }
   })
 })
