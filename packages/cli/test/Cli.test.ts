@@ -125,6 +125,19 @@ afterAll(async () => {
 
 const config = (name: string) => Path.join(examples, `config-mcp-service-account-${name}.yml`)
 
+/** `tools call` of the jira example's `jira_get_issue`, over HTTPS with the test CA. */
+const jiraIssueCall = () => [
+  "tools",
+  "call",
+  "-c",
+  config("jira"),
+  "mcp_jira.jira_get_issue",
+  "--args",
+  "{\"key\":\"OCSW-2116\"}",
+  "--ca-file",
+  caFile
+]
+
 describe("mcp-auth CLI (built binary)", () => {
   it("every command has --help", async () => {
     const commands = [[], ["info"], ["info", "components"], ["validate"], ["token"], ["tools"], ["tools", "list"], [
@@ -239,17 +252,7 @@ describe("mcp-auth CLI (built binary)", () => {
   it("tools list and tools call run the NAT example configs against the embedded servers", async () => {
     const [list, call, jamaCall] = await Promise.all([
       cli(["tools", "list", "-c", config("jira-function"), "--ca-file", caFile]),
-      cli([
-        "tools",
-        "call",
-        "-c",
-        config("jira"),
-        "mcp_jira.jira_get_issue",
-        "--args",
-        "{\"key\":\"OCSW-2116\"}",
-        "--ca-file",
-        caFile
-      ]),
+      cli(jiraIssueCall()),
       cli([
         "tools",
         "call",
@@ -384,17 +387,7 @@ describe("the bundle copied outside the workspace (no @mcp-auth/testing, no tsx)
     const token = await runOutside(["token", "-c", config("jama"), "--ca-file", caFile])
     expect(token.code, token.stderr).toBe(0)
     expect(token.stdout).toContain("access_token: <redacted>")
-    const call = await runOutside([
-      "tools",
-      "call",
-      "-c",
-      config("jira"),
-      "mcp_jira.jira_get_issue",
-      "--args",
-      "{\"key\":\"OCSW-2116\"}",
-      "--ca-file",
-      caFile
-    ])
+    const call = await runOutside(jiraIssueCall())
     expect(call.code, call.stderr).toBe(0)
     expect(call.stdout).toContain("\"status\": \"In Progress\"")
   })
