@@ -5,6 +5,10 @@
  * service token, the Basic credential or a raw response body: fields hold only URLs (without user info or query),
  * status codes, OAuth error codes and bounded, scrubbed server descriptions.
  *
+ * Every error is a Schema class whose encoded form is plain JSON: `Schema.encodeSync(ServiceAccountError)` then
+ * `JSON.stringify`, and back with `JSON.parse` then `Schema.decodeUnknownSync(ServiceAccountError)` (durations
+ * encode as `{ _tag: "Millis", millis }`, a `cause` as its name and message).
+ *
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
@@ -74,7 +78,7 @@ export class RateLimitedError extends Schema.TaggedError<RateLimitedError>(
 )("RateLimitedError", {
   tokenUrl: Schema.String,
   status: Schema.Number,
-  retryAfter: Schema.optional(Schema.DurationFromSelf)
+  retryAfter: Schema.optional(Schema.Duration)
 }) {
   /**
    * @since 0.1.0
@@ -127,7 +131,7 @@ export class TokenTimeoutError extends Schema.TaggedError<TokenTimeoutError>(
   "@mcp-auth/service-account/TokenTimeoutError"
 )("TokenTimeoutError", {
   tokenUrl: Schema.String,
-  timeout: Schema.DurationFromSelf
+  timeout: Schema.Duration
 }) {
   /**
    * @since 0.1.0
@@ -234,7 +238,7 @@ export class TokenEndpointError extends Schema.TaggedError<TokenEndpointError>(
   status: Schema.Number,
   error: Schema.optional(Schema.String),
   errorDescription: Schema.optional(Schema.String),
-  retryAfter: Schema.optional(Schema.DurationFromSelf)
+  retryAfter: Schema.optional(Schema.Duration)
 }) {
   /**
    * @since 0.1.0
@@ -445,6 +449,19 @@ export const isTransient = (error: TokenError): boolean => {
       return false
   }
 }
+
+/**
+ * How the token core treats a failure: `"transient"` failures (exactly those {@link isTransient} accepts: network
+ * failures, timeouts, 429, 408 and 5xx) are retried with backoff; `"permanent"` ones (invalid credentials, other 4xx
+ * OAuth errors such as `invalid_scope`, TLS failures, malformed 200 responses, including a token that is expired on
+ * arrival) are not retried and start the `failure_cooldown`, during which callers get the same error without a new
+ * token request. Pure.
+ *
+ * @since 0.1.0
+ * @category Guards
+ */
+export const failureKind = (error: TokenError): "transient" | "permanent" =>
+  isTransient(error) ? "transient" : "permanent"
 
 /**
  * The server-requested wait carried by an error, if any.

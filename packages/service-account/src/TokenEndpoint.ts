@@ -1,7 +1,9 @@
 /**
  * The RFC 6749 §4.4 client-credentials token request and a careful validation of its response (in the order
  * oauth4webapi uses): exact 200, else an RFC 6749 §5.2 error body, else the status; then a JSON object, a non-empty
- * `access_token`, a `bearer` `token_type`, a numeric `expires_in`, an optional `scope` and `refresh_in`.
+ * `access_token`, a `bearer` `token_type`, a numeric `expires_in`, an optional `scope` and `refresh_in`. A token that is
+ * expired on arrival (`expires_in` ≤ 0, or a lifetime no longer than the request took) is a `MalformedResponseError`
+ * with reason `"expires_in"`, never a token.
  *
  * Most programs never call this module: `TokenProvider` calls {@link request} with its caching, retry and
  * cool-down policy around it.

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
+import * as ServiceAccountError from "@mcp-auth/service-account/ServiceAccountError"
 import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
-import { Cause, Effect, Exit, FastCheck as fc, HashMap, List, Logger, Redacted, TestClock } from "effect"
+import { Cause, Effect, Exit, FastCheck as fc, HashMap, List, Logger, Redacted, Schema, TestClock } from "effect"
 import * as util from "node:util"
 
 const formDecode = (s: string) => decodeURIComponent(s.replace(/\+/g, " "))
@@ -51,6 +52,8 @@ const errorPaths = (token: string, secret: string): ReadonlyArray<FakeTokenEndpo
   { status: 200, body: { access_token: token, token_type: token } },
   { status: 200, body: { access_token: token, token_type: "Bearer", expires_in: token } },
   { status: 200, body: { access_token: token, token_type: "Bearer", scope: { token } } },
+  { status: 200, body: { access_token: token, token_type: "Bearer", expires_in: 0 } },
+  { status: 200, body: { access_token: token, token_type: "Bearer", expires_in: `-${secret}` } },
   { status: 200, body: { token_type: "Bearer", note: token } },
   { fail: "ECONNRESET", message: `socket hang up ${secret}` },
   { fail: "SELF_SIGNED_CERT_IN_CHAIN", message: `self-signed certificate in certificate chain ${secret}` }
@@ -86,9 +89,19 @@ describe("secrets never leak from errors or logs (property)", () => {
         if (Exit.isSuccess(exit)) return
         const error = Cause.squash(exit.cause)
         const basic = Redacted.value(TokenEndpoint.basicCredential("svc-client", Redacted.make(secret)))
+        // the Schema-encoded form (what crosses a process boundary) round-trips and is as clean as the rest
+        expect(ServiceAccountError.isServiceAccountError(error)).toBe(true)
+        const encoded = JSON.stringify(
+          Schema.encodeSync(ServiceAccountError.ServiceAccountError)(error as ServiceAccountError.ServiceAccountError)
+        )
+        const decoded = Schema.decodeUnknownSync(ServiceAccountError.ServiceAccountError)(JSON.parse(encoded))
+        expect(decoded._tag).toBe((error as ServiceAccountError.ServiceAccountError)._tag)
+        expect(decoded.message).toBe((error as Error).message)
+        expect({ ...decoded }).toEqual({ ...(error as object) })
         const renderings = [
           String(error),
           JSON.stringify(error),
+          encoded,
           util.inspect(error, { depth: Infinity, showHidden: true }),
           Cause.pretty(exit.cause),
           ...lines

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
+import * as ServiceAccountError from "@mcp-auth/service-account/ServiceAccountError"
 import type { TokenError } from "@mcp-auth/service-account/ServiceAccountError"
 import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
 import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
-import { Duration, Effect, Either, Redacted, TestClock } from "effect"
-import { parseRetryAfter } from "../src/internal/tokenEndpoint.js"
+import { Duration, Effect, Either, Option, Redacted, TestClock } from "effect"
+import { parseResponse, parseRetryAfter } from "../src/internal/tokenEndpoint.js"
 
 const config = (extra: Record<string, unknown> = {}) =>
   ServiceAccountConfig.decodeSync({
@@ -185,13 +186,25 @@ describe("TokenEndpoint", () => {
         "a non-numeric expires_in",
         { status: 200, body: { access_token: "tok", token_type: "Bearer", expires_in: "soon" } },
         "expires_in",
-        "Malformed token response from https://idp.example.com/oauth/token: expires_in must be a number of seconds ≥ 0, got \"soon\""
+        "Malformed token response from https://idp.example.com/oauth/token: expires_in must be a number of seconds > 0, got \"soon\""
       ],
       [
         "a negative expires_in",
         { status: 200, body: { access_token: "tok", token_type: "Bearer", expires_in: -5 } },
         "expires_in",
-        "Malformed token response from https://idp.example.com/oauth/token: expires_in must be a number of seconds ≥ 0, got -5"
+        "Malformed token response from https://idp.example.com/oauth/token: expires_in is -5: the identity provider issued a token that is already expired; give the client a positive access token lifetime at the identity provider"
+      ],
+      [
+        "expires_in 0",
+        { status: 200, body: { access_token: "tok", token_type: "Bearer", expires_in: 0 } },
+        "expires_in",
+        "Malformed token response from https://idp.example.com/oauth/token: expires_in is 0: the identity provider issued a token that is already expired; give the client a positive access token lifetime at the identity provider"
+      ],
+      [
+        "a negative numeric-string expires_in",
+        { status: 200, body: { access_token: "tok", token_type: "Bearer", expires_in: " -30 " } },
+        "expires_in",
+        "Malformed token response from https://idp.example.com/oauth/token: expires_in is -30: the identity provider issued a token that is already expired; give the client a positive access token lifetime at the identity provider"
       ],
       [
         "a non-string scope",
@@ -211,6 +224,74 @@ describe("TokenEndpoint", () => {
           expect(JSON.stringify(error)).not.toContain("tok-mac")
         }))
     }
+  })
+
+  describe("a token that is expired on arrival is never returned", () => {
+    /** One request whose response takes `tookMillis` to arrive, answering a token with `expires_in` `lifetime`. */
+    const slow = (lifetime: unknown, tookMillis: number) =>
+      Effect.gen(function*() {
+        const fake = yield* FakeTokenEndpoint.make((n) =>
+          Effect.as(TestClock.adjust(Duration.millis(tookMillis)), FakeTokenEndpoint.token(n, lifetime))
+        )
+        yield* TestClock.setTime(1_000_000)
+        return yield* Effect.either(TokenEndpoint.request(config()).pipe(Effect.provide(fake.layer)))
+      })
+
+    it.effect("rejects a 1 s token whose response took 2 s, as a permanent failure naming both durations", () =>
+      Effect.gen(function*() {
+        const result = yield* slow(1, 2000)
+        const error = Either.getLeft(result).pipe(Option.getOrThrow)
+        expect(error).toMatchObject({ _tag: "MalformedResponseError", reason: "expires_in" })
+        expect(error.message).toBe(
+          "Malformed token response from https://idp.example.com/oauth/token: the token expired before its response arrived: its lifetime is 1000 ms but the request took 2000 ms; give the client a longer access token lifetime at the identity provider, or find why the token endpoint answers so slowly"
+        )
+        expect(JSON.stringify(error)).not.toContain("tok-1")
+        expect(ServiceAccountError.isTransient(error)).toBe(false)
+        expect(ServiceAccountError.failureKind(error)).toBe("permanent")
+      }))
+
+    it.effect("rejects a token whose lifetime ends exactly when the response arrives", () =>
+      Effect.gen(function*() {
+        const error = Either.getLeft(yield* slow(1, 1000)).pipe(Option.getOrThrow)
+        expect(error).toMatchObject({ _tag: "MalformedResponseError", reason: "expires_in" })
+        expect(error.message).toContain("its lifetime is 1000 ms but the request took 1000 ms")
+      }))
+
+    it.effect("accepts a 2 s token whose response took 1 s, with its expiry counted from before the request", () =>
+      Effect.gen(function*() {
+        const token = Either.getOrThrow(yield* slow(2, 1000))
+        expect(token.issuedAt).toBe(1_000_000)
+        expect(token.expiresAt).toBe(1_002_000)
+        expect(Redacted.value(token.token)).toBe("tok-1")
+      }))
+
+    it.effect("rejects expires_in 0 and negative values even when the response is instant", () =>
+      Effect.gen(function*() {
+        for (const lifetime of [0, -1, -3600, "0", "-0.5"]) {
+          const error = Either.getLeft(yield* slow(lifetime, 0)).pipe(Option.getOrThrow)
+          expect(error).toMatchObject({ _tag: "MalformedResponseError", reason: "expires_in" })
+          expect(error.message).toContain("the identity provider issued a token that is already expired")
+          expect(ServiceAccountError.failureKind(error)).toBe("permanent")
+        }
+      }))
+
+    it("a missing expires_in with a default_expires_in_seconds of 0 is refused, naming the setting to fix", () => {
+      const zero = { ...config(), defaultExpiresInSeconds: 0 }
+      const body = JSON.stringify({ access_token: "tok-default", token_type: "Bearer" })
+      const result = parseResponse(zero, { status: 200, headers: {}, body }, 1_000, 1_000)
+      const error = Either.getLeft(result).pipe(Option.getOrThrow)
+      expect(error).toMatchObject({ _tag: "MalformedResponseError", reason: "expires_in" })
+      expect(error.message).toBe(
+        "Malformed token response from https://idp.example.com/oauth/token: the response has no expires_in and default_expires_in_seconds is 0: set default_expires_in_seconds to the lifetime of the identity provider's tokens"
+      )
+      // the default also counts against the time the request took
+      const short = { ...config(), defaultExpiresInSeconds: 1 }
+      const late = parseResponse(short, { status: 200, headers: {}, body }, 1_000, 2_000)
+      expect(Either.getLeft(late).pipe(Option.getOrThrow).message).toContain(
+        "its lifetime is 1000 ms but the request took 1000 ms"
+      )
+      expect(Either.isRight(parseResponse(short, { status: 200, headers: {}, body }, 1_000, 1_999))).toBe(true)
+    })
   })
 
   describe("status mapping", () => {

@@ -101,6 +101,12 @@ const numeric = (u: unknown): number | undefined => {
   return Number.isFinite(n) && n >= 0 ? n : undefined
 }
 
+/** `expires_in` as a number: a JSON number or a numeric string, negative values included (rejected with their own hint). */
+const seconds = (u: unknown): number | undefined => {
+  const n = typeof u === "number" ? u : typeof u === "string" && /^\s*-?\d+(\.\d+)?\s*$/.test(u) ? Number(u) : NaN
+  return Number.isFinite(n) ? n : undefined
+}
+
 const parseJson = (body: string): unknown => {
   try {
     return JSON.parse(body)
@@ -113,7 +119,9 @@ const kindOf = (u: unknown): string => Array.isArray(u) ? "an array" : u === nul
 
 /**
  * Validates a token endpoint response. Pure: `issuedAt` is the instant just before the request was sent and `now` the
- * instant the response arrived (for HTTP-date `Retry-After`).
+ * instant the response arrived (for HTTP-date `Retry-After`, and to reject a token that is expired on arrival: an
+ * `expires_in` ≤ 0, or a lifetime no longer than the request took, is a `MalformedResponseError` with reason
+ * `"expires_in"`, so such a token is never stored).
  *
  * @internal
  */
@@ -156,6 +164,9 @@ export const parseResponse = (
 
   const malformed = (reason: MalformedResponseError["reason"], detail: string) =>
     Either.left(new MalformedResponseError({ tokenUrl, reason, detail: scrub(detail, secrets) }))
+  /** Our own text (server values already scrubbed where they are interpolated): not truncated, not scrubbed again. */
+  const expired = (detail: string) =>
+    Either.left(new MalformedResponseError({ tokenUrl, reason: "expires_in", detail }))
 
   if (tooLarge) {
     return malformed("too_large", `the response body is larger than ${MAX_BODY} bytes`)
@@ -186,14 +197,25 @@ export const parseResponse = (
   }
   let expiresIn = config.defaultExpiresInSeconds
   if (object.expires_in !== undefined && object.expires_in !== null) {
-    const n = numeric(object.expires_in)
+    const n = seconds(object.expires_in)
     if (n === undefined) {
       return malformed(
         "expires_in",
-        `expires_in must be a number of seconds ≥ 0, got ${scrub(JSON.stringify(object.expires_in), secrets, 40)}`
+        `expires_in must be a number of seconds > 0, got ${scrub(JSON.stringify(object.expires_in), secrets, 40)}`
+      )
+    }
+    if (n <= 0) {
+      return expired(
+        `expires_in is ${scrub(String(n), secrets, 40)}: the identity provider issued a token that is already ` +
+          "expired; give the client a positive access token lifetime at the identity provider"
       )
     }
     expiresIn = n
+  } else if (expiresIn <= 0) {
+    return expired(
+      `the response has no expires_in and default_expires_in_seconds is ${expiresIn}` +
+        ": set default_expires_in_seconds to the lifetime of the identity provider's tokens"
+    )
   }
   let scopes = config.scopes
   if (object.scope !== undefined && object.scope !== null) {
@@ -202,13 +224,21 @@ export const parseResponse = (
     }
     scopes = object.scope.split(/\s+/).filter((s) => s.length > 0)
   }
-  return Either.right(AccessToken.make({
+  const token = AccessToken.make({
     token: accessToken,
     scopes,
     issuedAt,
     expiresInSeconds: expiresIn,
     refreshIn: numeric(object.refresh_in)
-  }))
+  })
+  if (token.expiresAt <= now) {
+    return expired(
+      `the token expired before its response arrived: its lifetime is ${AccessToken.lifetimeMillis(token)} ms ` +
+        `but the request took ${now - issuedAt} ms; give the client a longer access token lifetime at the ` +
+        "identity provider, or find why the token endpoint answers so slowly"
+    )
+  }
+  return Either.right(token)
 }
 
 const TLS_CODES = new Set([
