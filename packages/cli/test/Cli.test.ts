@@ -185,7 +185,8 @@ describe("mcp-auth CLI (built binary)", () => {
     const expected = [
       ...Object.keys(schema),
       ...Object.keys(ServiceAccountConfig.ServiceTokenInput.fields).map((k) => `service_token.${k}`),
-      ...Object.keys(ServiceAccountConfig.RetryInput.fields).map((k) => `retry.${k}`)
+      ...Object.keys(ServiceAccountConfig.RetryInput.fields).map((k) => `retry.${k}`),
+      ...Object.keys(ServiceAccountConfig.FailureCooldownInput.fields).map((k) => `failure_cooldown.${k}`)
     ]
     // a field the Schema gains but the output lacks fails here
     for (const field of expected) expect(result.stdout).toMatch(new RegExp(`\\b${field.replace(".", "\\.")} \\(`))

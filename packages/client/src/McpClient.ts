@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import type * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
+import * as RetrySchedule from "@mcp-auth/service-account/RetrySchedule"
 import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js"
@@ -14,38 +15,37 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import * as AuthenticatedFetch from "./AuthenticatedFetch.js"
 import { version } from "./internal/version.js"
+import * as McpClientDefaults from "./McpClientDefaults.js"
 import { isMcpCallError, type McpCallError, McpRequestError } from "./McpClientError.js"
 
 /**
- * NAT's reconnect settings (`reconnect_enabled`, `reconnect_max_attempts`, `reconnect_initial_backoff`,
- * `reconnect_max_backoff`).
+ * NAT's reconnect settings; see `McpClientDefaults.ReconnectOptions` (backoffs are full-jittered).
  *
  * @since 0.1.0
  * @category Models
  */
-export interface ReconnectOptions {
-  readonly enabled: boolean
-  readonly maxAttempts: number
-  readonly initialBackoff: Duration.DurationInput
-  readonly maxBackoff: Duration.DurationInput
-}
+export type ReconnectOptions = McpClientDefaults.ReconnectOptions
 
 /**
- * NAT's defaults: enabled, 2 attempts, 0.5 s doubling up to 50 s.
+ * NAT's defaults: enabled, 2 attempts, a 0.5 s ceiling doubling up to 50 s (`McpClientDefaults.defaultReconnect`).
  *
  * @since 0.1.0
  * @category Constants
  */
-export const defaultReconnect: ReconnectOptions = {
-  enabled: true,
-  maxAttempts: 2,
-  initialBackoff: Duration.millis(500),
-  maxBackoff: Duration.seconds(50)
-}
+export const defaultReconnect: typeof McpClientDefaults.defaultReconnect = McpClientDefaults.defaultReconnect
+
+/**
+ * The tool-call timeout when `toolCallTimeout` is not given: 60 s (`McpClientDefaults.defaultToolCallTimeout`).
+ *
+ * @since 0.1.0
+ * @category Constants
+ */
+export const defaultToolCallTimeout: Duration.Duration = McpClientDefaults.defaultToolCallTimeout
 
 /**
  * @since 0.1.0
@@ -163,7 +163,7 @@ const makeWithFetch = (
     const display = `${url.origin}${url.pathname}`
     const name = options.name ?? display
     const reconnect = { ...defaultReconnect, ...options.reconnect }
-    const timeoutMs = Duration.toMillis(Duration.decode(options.toolCallTimeout ?? Duration.seconds(60)))
+    const timeoutMs = Duration.toMillis(Duration.decode(options.toolCallTimeout ?? defaultToolCallTimeout))
 
     const connect = Effect.tryPromise({
       try: async () => {
@@ -192,40 +192,44 @@ const makeWithFetch = (
     const current = yield* SynchronizedRef.make(yield* connect)
     yield* Effect.addFinalizer(() => Effect.flatMap(SynchronizedRef.get(current), close))
 
-    /** Replaces `failed` with a new connection (NAT: close + connect, up to maxAttempts, doubling backoff). */
+    /** The failed operation is the schedule's first attempt; each retry is one reconnect after its backoff. */
+    const reconnectSchedule = RetrySchedule.make<McpCallError>({
+      maxAttempts: reconnect.maxAttempts + 1,
+      initialBackoff: reconnect.initialBackoff,
+      maxBackoff: reconnect.maxBackoff,
+      jitter: "full"
+    })
+
+    /** Replaces `failed` with a new connection (NAT: close + connect, up to maxAttempts, backoff before each). */
     const reconnectFrom = (failed: Client, error: McpCallError) =>
       SynchronizedRef.updateAndGetEffect(current, (client) =>
         client !== failed ? Effect.succeed(client) : Effect.gen(function*() {
           yield* close(client)
-          let backoff = Duration.decode(reconnect.initialBackoff)
-          let last = error
-          for (let attempt = 1; attempt <= reconnect.maxAttempts; attempt++) {
-            yield* Effect.sleep(Duration.min(backoff, Duration.decode(reconnect.maxBackoff)))
-            yield* Effect.logWarning("Reconnecting to MCP server").pipe(
-              Effect.annotateLogs({ server: name, attempt, error: last._tag })
-            )
-            const result = yield* Effect.either(connect)
-            if (result._tag === "Right") {
-              return result.right
-            }
-            last = result.left
-            backoff = Duration.times(backoff, 2)
-          }
-          return yield* Effect.fail(last)
+          const state = yield* Ref.make({ attempt: 0, last: error })
+          const attempt = Effect.flatMap(
+            Ref.getAndUpdate(state, (s) => ({ ...s, attempt: s.attempt + 1 })),
+            ({ attempt, last }) =>
+              attempt === 0 ? Effect.fail(last) : Effect.logWarning("Reconnecting to MCP server").pipe(
+                Effect.annotateLogs({ server: name, attempt, error: last._tag }),
+                Effect.zipRight(connect),
+                Effect.tapError((failure) =>
+                  Ref.update(state, (s) => ({ ...s, last: failure }))
+                )
+              )
+          )
+          return yield* Effect.retry(attempt, reconnectSchedule)
         }))
 
     const run = <A>(operation: string, f: (client: Client) => Promise<A>): Effect.Effect<A, McpCallError> => {
       const once = (client: Client) =>
         Effect.tryPromise({
-          try: () =>
-            f(client),
+          try: () => f(client),
           catch: toError(display, operation)
         })
       return Effect.flatMap(SynchronizedRef.get(current), (client) =>
         once(client).pipe(
           Effect.catchIf(
-            (error) =>
-              reconnect.enabled && reconnect.maxAttempts > 0 && reconnectable(error),
+            (error) => reconnect.enabled && reconnect.maxAttempts > 0 && reconnectable(error),
             (error) => Effect.flatMap(reconnectFrom(client, error), once)
           )
         ))

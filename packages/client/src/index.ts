@@ -9,6 +9,13 @@ export * as AuthenticatedFetch from "./AuthenticatedFetch.js"
 export * as McpClient from "./McpClient.js"
 
 /**
+ * `McpClient`'s defaults, without the MCP SDK (the workflow schema reads them).
+ *
+ * @since 0.1.0
+ */
+export * as McpClientDefaults from "./McpClientDefaults.js"
+
+/**
  * @since 0.1.0
  */
 export * as McpClientError from "./McpClientError.js"

@@ -6,7 +6,8 @@ import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import { AuthorizationServer, McpServer, TestStack } from "@mcp-auth/testing"
-import { Effect, Layer } from "effect"
+import type { Clock } from "effect"
+import { Chunk, Effect, Exit, Fiber, Layer, Option, Random, TestClock } from "effect"
 
 const clients = [
   { clientId: "svc-a", clientSecret: "secret-a" },
@@ -69,7 +70,7 @@ describe("McpClient", () => {
       const client = yield* McpClient.make({
         url: stack.mcpUrl,
         fetch: flaky,
-        reconnect: { initialBackoff: "10 millis" }
+        reconnect: { initialBackoff: 0 }
       }).pipe(Effect.provide(yield* Layer.build(auth(stack.tokenUrl, clients[0]!))))
       failNext = true
       const result = yield* client.callTool("echo", { text: "after reconnect" })
@@ -130,5 +131,133 @@ describe("McpClient", () => {
       expect(new Set(seenBy(jama))).toEqual(new Set(["svc-a"]))
       expect(new Set(seenBy(wiki))).toEqual(new Set(["svc-b"]))
       expect(as.tokenRequests.map((r) => r.clientId).sort()).toEqual(["svc-a", "svc-b"])
+    }))
+})
+
+/**
+ * An in-process MCP server behind a `fetch` (JSON responses, no session): no sockets and no real timers, so the
+ * reconnect tests run on the TestClock. `down` makes every request fail as a refused connection would (until the
+ * `upFromConnect`-th `initialize`); `rpcError`
+ * answers `tools/list` with a JSON-RPC error. `connects` holds the TestClock time of every `initialize` attempt.
+ */
+const fakeServer = (clock: Clock.Clock) => {
+  const server = {
+    down: false,
+    /** The `initialize` (1-based, the first connect included) from which the server is up again. */
+    upFromConnect: Infinity,
+    rpcError: false,
+    connects: [] as Array<number>,
+    fetch: async (_url: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      const message = init?.method === "POST" && typeof init.body === "string"
+        ? JSON.parse(init.body) as { id?: number; method: string; params?: { protocolVersion?: string } }
+        : undefined
+      if (message?.method === "initialize") {
+        server.connects.push(clock.unsafeCurrentTimeMillis())
+        if (server.connects.length >= server.upFromConnect) server.down = false
+      }
+      if (server.down) {
+        throw new TypeError("fetch failed", { cause: Object.assign(new Error("refused"), { code: "ECONNREFUSED" }) })
+      }
+      if (message === undefined) return new Response(null, { status: 405 })
+      if (message.id === undefined) return new Response(null, { status: 202 })
+      const reply = (body: object) =>
+        new Response(JSON.stringify({ jsonrpc: "2.0", id: message.id, ...body }), {
+          status: 200,
+          headers: { "content-type": "application/json" }
+        })
+      switch (message.method) {
+        case "initialize":
+          return reply({
+            result: {
+              protocolVersion: message.params?.protocolVersion,
+              capabilities: { tools: {} },
+              serverInfo: { name: "fake", version: "0.0.0" }
+            }
+          })
+        case "tools/list":
+          return server.rpcError
+            ? reply({ error: { code: -32603, message: "internal error" } })
+            : reply({ result: { tools: [] } })
+        default:
+          return reply({ error: { code: -32601, message: "method not found" } })
+      }
+    }
+  }
+  return server
+}
+
+/** Waits, yielding to the event loop, until the fiber has ended or sleeps on the TestClock. */
+const settled = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
+  Effect.repeat(
+    Effect.gen(function*() {
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      return Option.isSome(yield* Fiber.poll(fiber)) || Chunk.isNonEmpty(yield* TestClock.sleeps())
+    }),
+    { until: (ready) => ready }
+  )
+
+/** Runs the fiber to its end, advancing the TestClock to each sleep's deadline; returns the exit and the sleeps. */
+const drive = <A, E>(
+  fiber: Fiber.RuntimeFiber<A, E>,
+  sleeps: ReadonlyArray<number> = []
+): Effect.Effect<{ readonly exit: Exit.Exit<A, E>; readonly sleeps: ReadonlyArray<number> }> =>
+  Effect.gen(function*() {
+    yield* settled(fiber)
+    const exit = yield* Fiber.poll(fiber)
+    if (Option.isSome(exit)) return { exit: exit.value, sleeps }
+    const now = yield* TestClock.currentTimeMillis
+    const delay = Math.min(...Chunk.toReadonlyArray(yield* TestClock.sleeps())) - now
+    yield* TestClock.adjust(delay)
+    return yield* drive(fiber, [...sleeps, delay])
+  })
+
+describe("McpClient reconnects (TestClock)", () => {
+  const options = (fetch: typeof globalThis.fetch, reconnect: Partial<McpClient.ReconnectOptions>) => ({
+    url: "http://mcp.test/mcp",
+    fetch,
+    reconnect
+  })
+
+  it.scoped("reconnects maxAttempts times, each after a full-jitter backoff whose ceiling doubles up to the cap", () =>
+    Effect.gen(function*() {
+      const server = fakeServer(yield* Effect.clock)
+      const client = yield* McpClient.makeUnauthenticated(
+        options(server.fetch, { maxAttempts: 4, initialBackoff: "1 second", maxBackoff: "3 seconds" })
+      )
+      expect(server.connects).toEqual([0])
+      server.down = true
+      // draws: round(u × ceiling) with ceilings 1000, 2000, 3000 (capped), 3000
+      const fiber = yield* Effect.fork(client.listTools.pipe(Effect.withRandom(Random.fixed([0.999, 0.5]))))
+      const { exit, sleeps } = yield* drive(fiber)
+      expect(sleeps).toEqual([999, 1000, 2997, 1500])
+      expect(server.connects).toEqual([0, 999, 1999, 4996, 6496])
+      expect(Exit.isFailure(exit)).toBe(true)
+      const error = yield* Effect.flip(exit)
+      expect(error).toMatchObject({ _tag: "McpRequestError", reason: "connect" })
+    }))
+
+  it.scoped("with the defaults (2 reconnects, 0.5 s then 1 s ceilings) a reconnect that succeeds retries the operation", () =>
+    Effect.gen(function*() {
+      const server = fakeServer(yield* Effect.clock)
+      const client = yield* McpClient.makeUnauthenticated(options(server.fetch, {}))
+      server.down = true
+      server.upFromConnect = 3 // the first reconnect fails, the second (and last) one succeeds
+      const fiber = yield* Effect.fork(client.listTools.pipe(Effect.withRandom(Random.fixed([0.999]))))
+      const { exit, sleeps } = yield* drive(fiber)
+      expect(sleeps).toEqual([500, 999])
+      expect(server.connects).toEqual([0, 500, 1499])
+      expect(exit).toStrictEqual(Exit.succeed([]))
+    }))
+
+  it.scoped("a JSON-RPC error from the server is not cured by reconnecting", () =>
+    Effect.gen(function*() {
+      const server = fakeServer(yield* Effect.clock)
+      const client = yield* McpClient.makeUnauthenticated(options(server.fetch, { maxAttempts: 3 }))
+      server.rpcError = true
+      const fiber = yield* Effect.fork(client.listTools)
+      const { exit, sleeps } = yield* drive(fiber)
+      expect(sleeps).toEqual([])
+      expect(server.connects).toEqual([0])
+      expect(yield* Effect.flip(exit)).toMatchObject({ _tag: "McpRequestError", reason: "protocol" })
     }))
 })

@@ -11,6 +11,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
+import type * as Types from "effect/Types"
 import { closest, isHeaderName, isLoopbackHost as isLoopback, reservedHeaders } from "./internal/text.js"
 import { ConfigIssue } from "./ServiceAccountError.js"
 
@@ -89,6 +90,26 @@ export const number = (
     },
     encode: ParseResult.succeed
   }).annotations({ identifier: options.integer ? "int" : "float" })
+
+const fresh = <A>(value: A): A => typeof value === "object" && value !== null ? structuredClone(value) : value
+
+/**
+ * An optional field whose default is written once: the value decoding fills in when the key is missing is the
+ * `default` annotation that the documentation reads (the README table, `mcp-auth info components`), so the two cannot
+ * drift. Lists and maps are copied for each decoding.
+ *
+ * @since 0.1.0
+ * @category Schemas
+ */
+export const withDefault = <S extends Schema.Schema.All>(
+  self: S,
+  value: Types.NoInfer<Schema.Schema.Type<S>>,
+  description: string
+): Schema.optionalWith<S, { default: () => Schema.Schema.Type<S> }> =>
+  Schema.optionalWith(self, { default: (): Schema.Schema.Type<S> => fresh(value) }).annotations({
+    description,
+    default: value
+  })
 
 /**
  * A boolean, also accepted as the strings `true` / `false`.
@@ -183,12 +204,17 @@ const withoutActual = (key: string, message: string): string => {
 }
 
 /**
- * Every problem a Schema finds in `input` (errors: all, unknown keys rejected with a "did you mean").
+ * Every problem a Schema finds in `input` (errors: all, unknown keys rejected with a "did you mean"). A key listed in
+ * `renamed` (by its dotted path) is reported with its replacement instead.
  *
  * @since 0.1.0
  * @category Combinators
  */
-export const problems = <A, I>(schema: Schema.Schema<A, I>, input: unknown): Array<Problem> => {
+export const problems = <A, I>(
+  schema: Schema.Schema<A, I>,
+  input: unknown,
+  options?: { readonly renamed?: Readonly<Record<string, string>> | undefined }
+): Array<Problem> => {
   const result = Schema.decodeUnknownEither(schema)(input, { errors: "all", onExcessProperty: "error" })
   if (Either.isRight(result)) return []
   const encodedAst = Schema.encodedSchema(schema).ast
@@ -198,6 +224,10 @@ export const problems = <A, I>(schema: Schema.Schema<A, I>, input: unknown): Arr
     .map((issue) => {
       const path = issue.path.map(String)
       const key = path.join(".")
+      const renamed = options?.renamed
+      if (issue._tag === "Unexpected" && renamed !== undefined && Object.hasOwn(renamed, key)) {
+        return { path: key, message: `${key} has been renamed: use ${renamed[key]}` }
+      }
       if (issue._tag === "Unexpected") {
         const parent = path.slice(0, -1)
         const name = path[path.length - 1] ?? ""

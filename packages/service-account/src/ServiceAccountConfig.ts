@@ -17,7 +17,7 @@ import * as Schema from "effect/Schema"
 import * as ConfigSchema from "./ConfigSchema.js"
 import * as internal from "./internal/text.js"
 import type { RequestContext } from "./RequestContext.js"
-import { ConfigurationError } from "./ServiceAccountError.js"
+import { type ConfigIssue, ConfigurationError } from "./ServiceAccountError.js"
 
 /**
  * A user function producing the service token for one request: the token, or `[headerName, token]` to override the
@@ -58,6 +58,7 @@ const NonNegativeInt = (field: string) => ConfigSchema.number(field, { min: 0, i
 const PositiveSeconds = (field: string) => ConfigSchema.number(field, { min: 0, exclusiveMin: true, unit: "seconds" })
 const NonNegativeSeconds = (field: string) => ConfigSchema.number(field, { min: 0, unit: "seconds" })
 const Bool = ConfigSchema.boolean
+const withDefault = ConfigSchema.withDefault
 
 const ScopeToken = Schema.String.pipe(
   Schema.filter((s) => /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(s), {
@@ -94,16 +95,23 @@ const ServiceTokenFields = {
     description:
       "Function returning the token or [header, token], called on every request: \"<module>#<export>\" (relative to the config file) or a JS function (mutually exclusive with token)"
   }),
-  header: Schema.optionalWith(HeaderName("service_token.header"), { default: () => DEFAULT_SERVICE_TOKEN_HEADER })
-    .annotations({ description: "HTTP header name for service token", default: DEFAULT_SERVICE_TOKEN_HEADER }),
-  timeout_seconds: Schema.optionalWith(PositiveSeconds("service_token.timeout_seconds"), { default: () => 10 })
-    .annotations({ description: "Longest one call of the function may take", default: 10 }),
-  kwargs: Schema.optionalWith(
+  header: withDefault(
+    HeaderName("service_token.header"),
+    DEFAULT_SERVICE_TOKEN_HEADER,
+    "HTTP header name for service token"
+  ),
+  timeout_seconds: withDefault(
+    PositiveSeconds("service_token.timeout_seconds"),
+    10,
+    "Longest one call of the function may take"
+  ),
+  kwargs: withDefault(
     Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
       message: () => "service_token.kwargs must be a map of names to values"
     }),
-    { default: () => ({}) }
-  ).annotations({ description: "Keyword arguments passed to the function", default: {} })
+    {},
+    "Keyword arguments passed to the function"
+  )
 }
 
 /**
@@ -118,20 +126,22 @@ export const ServiceTokenInput = Schema.Struct(ServiceTokenFields).annotations({
 })
 
 const RetryFields = {
-  max_attempts: Schema.optionalWith(
+  max_attempts: withDefault(
     ConfigSchema.number("retry.max_attempts", { min: 1, integer: true }),
-    { default: () => 4 }
-  ).annotations({ description: "Token requests per fetch, the first included", default: 4 }),
-  initial_backoff_seconds: Schema.optionalWith(NonNegativeSeconds("retry.initial_backoff_seconds"), {
-    default: () => 0.5
-  }).annotations({ description: "First backoff ceiling; doubles per attempt, full jitter", default: 0.5 }),
-  max_backoff_seconds: Schema.optionalWith(NonNegativeSeconds("retry.max_backoff_seconds"), { default: () => 10 })
-    .annotations({ description: "Cap on one backoff", default: 10 }),
-  max_elapsed_seconds: Schema.optionalWith(PositiveSeconds("retry.max_elapsed_seconds"), { default: () => 30 })
-    .annotations({
-      description: "Longest a waiting caller is kept for one fetch, retries and Retry-After waits included",
-      default: 30
-    })
+    4,
+    "Token requests per fetch, the first included"
+  ),
+  initial_backoff_seconds: withDefault(
+    NonNegativeSeconds("retry.initial_backoff_seconds"),
+    0.5,
+    "First backoff ceiling; doubles per attempt, full jitter"
+  ),
+  max_backoff_seconds: withDefault(NonNegativeSeconds("retry.max_backoff_seconds"), 10, "Cap on one backoff"),
+  max_elapsed_seconds: withDefault(
+    PositiveSeconds("retry.max_elapsed_seconds"),
+    30,
+    "Longest a waiting caller is kept for one fetch, retries and Retry-After waits included"
+  )
 }
 
 /**
@@ -143,6 +153,31 @@ const RetryFields = {
 export const RetryInput = Schema.Struct(RetryFields).annotations({
   identifier: "RetryConfig",
   message: () => "retry must be a map (max_attempts, initial_backoff_seconds, max_backoff_seconds, max_elapsed_seconds)"
+})
+
+const FailureCooldownFields = {
+  initial_seconds: withDefault(
+    NonNegativeSeconds("failure_cooldown.initial_seconds"),
+    60,
+    "First cool-down after a permanent token endpoint failure; 0 disables the cool-down"
+  ),
+  max_seconds: withDefault(
+    NonNegativeSeconds("failure_cooldown.max_seconds"),
+    900,
+    "Cap on the cool-down, which doubles while the same failure repeats"
+  )
+}
+
+/**
+ * The nested `failure_cooldown` block: how long callers get the same error, without a token request, after a
+ * permanent token endpoint failure.
+ *
+ * @since 0.1.0
+ * @category Schemas
+ */
+export const FailureCooldownInput = Schema.Struct(FailureCooldownFields).annotations({
+  identifier: "FailureCooldownConfig",
+  message: () => "failure_cooldown must be a map (initial_seconds, max_seconds)"
 })
 
 const fields = {
@@ -167,66 +202,67 @@ const fields = {
     description: "OAuth2 token endpoint URL (https; http only for loopback hosts with allow_insecure_http)",
     missingMessage: () => "token_url is required: set it to the OAuth2 token endpoint URL (https://…/token)"
   }),
-  scopes: Schema.optionalWith(Scopes, { default: () => [] }).annotations({
-    description:
-      "List of OAuth2 scopes (will be joined with spaces for OAuth2 request); a space-delimited string works",
-    default: []
-  }),
+  scopes: withDefault(
+    Scopes,
+    [],
+    "List of OAuth2 scopes (will be joined with spaces for OAuth2 request); a space-delimited string works"
+  ),
   service_token: Schema.optional(Schema.NullOr(ServiceTokenInput)).annotations({
     description:
       "Optional service token configuration for dual authentication patterns. Provide either a static token or a dynamic function that returns the token at runtime"
   }),
-  token_cache_buffer_seconds: Schema.optionalWith(NonNegativeInt("token_cache_buffer_seconds"), { default: () => 300 })
-    .annotations({
-      description: "Seconds before token expiry to refresh, clamped to half the token lifetime",
-      default: 300
-    }),
-  auth_method: Schema.optionalWith(
+  token_cache_buffer_seconds: withDefault(
+    NonNegativeInt("token_cache_buffer_seconds"),
+    300,
+    "Seconds before token expiry to refresh, clamped to half the token lifetime"
+  ),
+  auth_method: withDefault(
     Schema.Literal("client_secret_basic", "client_secret_post").annotations({
       message: (issue) => ({
         message: `auth_method must be client_secret_basic or client_secret_post, got ${JSON.stringify(issue.actual)}`,
         override: true
       })
     }),
-    { default: () => "client_secret_basic" as const }
-  ).annotations({
-    description: "How the client authenticates to the token endpoint (RFC 6749 §2.3.1)",
-    default: "client_secret_basic"
-  }),
+    "client_secret_basic",
+    "How the client authenticates to the token endpoint (RFC 6749 §2.3.1)"
+  ),
   audience: Schema.optional(nonEmpty("audience", "remove it or give the API identifier")).annotations({
     description: "audience parameter sent with the token request (Auth0, Okta, …)"
   }),
   resource: Schema.optional(nonEmpty("resource", "remove it or give an absolute URI")).annotations({
     description: "RFC 8707 resource indicator sent with the token request, usually the MCP server URL"
   }),
-  timeout_seconds: Schema.optionalWith(PositiveSeconds("timeout_seconds"), { default: () => 30 }).annotations({
-    description: "Timeout of one token request",
-    default: 30
-  }),
+  timeout_seconds: withDefault(PositiveSeconds("timeout_seconds"), 30, "Timeout of one token request"),
   ca_file: Schema.optional(nonEmpty("ca_file", "give the path of a PEM bundle")).annotations({
     description: "Extra PEM CA bundle trusted for the token endpoint, in addition to the system roots"
   }),
-  allow_insecure_http: Schema.optionalWith(Bool("allow_insecure_http"), { default: () => false }).annotations({
-    description: "Allow an http:// token_url; only accepted for loopback hosts (tests)",
-    default: false
-  }),
-  default_expires_in_seconds: Schema.optionalWith(NonNegativeSeconds("default_expires_in_seconds"), {
-    default: () => 3600
-  }).annotations({ description: "Token lifetime assumed when the response has no expires_in", default: 3600 }),
-  invalid_credentials_cooldown_seconds: Schema.optionalWith(
-    NonNegativeSeconds("invalid_credentials_cooldown_seconds"),
-    { default: () => 60 }
-  ).annotations({
-    description: "After invalid credentials, callers get the same error without a new request for this long",
-    default: 60
-  }),
+  allow_insecure_http: withDefault(
+    Bool("allow_insecure_http"),
+    false,
+    "Allow an http:// token_url; only accepted for loopback hosts (tests)"
+  ),
+  default_expires_in_seconds: withDefault(
+    PositiveSeconds("default_expires_in_seconds"),
+    3600,
+    "Token lifetime assumed when the response has no expires_in"
+  ),
   retry: Schema.optional(RetryInput).annotations({
     description: "Retries of transient token endpoint failures (5xx, network, timeout, 429 with Retry-After)"
   }),
-  preflight_auth: Schema.optionalWith(Bool("preflight_auth"), { default: () => false }).annotations({
-    description: "When true, a token is fetched at start-up rather than on first use",
-    default: false
-  })
+  failure_cooldown: Schema.optional(FailureCooldownInput).annotations({
+    description: "After a permanent token endpoint failure (invalid credentials, invalid_scope and other 4xx OAuth " +
+      "errors, TLS errors, malformed responses), callers get the same error without a token request for a cool-down"
+  }),
+  preflight_auth: withDefault(
+    Bool("preflight_auth"),
+    false,
+    "When true, a token is fetched at start-up rather than on first use"
+  )
+}
+
+/** Renamed keys by dotted path, with what replaces them: decoding names the replacement, not "unknown key". */
+const renamedKeys: Readonly<Record<string, string>> = {
+  invalid_credentials_cooldown_seconds: "failure_cooldown.initial_seconds"
 }
 
 /**
@@ -276,6 +312,18 @@ export interface RetryPolicy {
 }
 
 /**
+ * The cool-down after a permanent token endpoint failure: `initialSeconds` after the first, doubling while the same
+ * failure repeats, capped at `maxSeconds`. `initialSeconds: 0` disables it.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface FailureCooldownPolicy {
+  readonly initialSeconds: number
+  readonly maxSeconds: number
+}
+
+/**
  * @since 0.1.0
  * @category Models
  */
@@ -293,20 +341,19 @@ export interface ServiceAccountConfig {
   readonly caFile?: string | undefined
   readonly allowInsecureHttp: boolean
   readonly defaultExpiresInSeconds: number
-  readonly invalidCredentialsCooldownSeconds: number
   readonly retry: RetryPolicy
+  readonly failureCooldown: FailureCooldownPolicy
   readonly preflightAuth: boolean
 }
 
-const defaultRetry: RetryPolicy = {
-  maxAttempts: 4,
-  initialBackoffSeconds: 0.5,
-  maxBackoffSeconds: 10,
-  maxElapsedSeconds: 30
-}
+// a missing block is decoded like an empty one: every default comes from the Schema
+const retryDefaults = Schema.decodeUnknownSync(RetryInput)({})
+const failureCooldownDefaults = Schema.decodeUnknownSync(FailureCooldownInput)({})
 
 const toModel = (input: typeof ServiceAccountConfigInput.Type): ServiceAccountConfig => {
   const st = input.service_token
+  const retry = input.retry ?? retryDefaults
+  const cooldown = input.failure_cooldown ?? failureCooldownDefaults
   return {
     clientId: input.client_id.trim(),
     clientSecret: input.client_secret,
@@ -331,13 +378,13 @@ const toModel = (input: typeof ServiceAccountConfigInput.Type): ServiceAccountCo
     caFile: input.ca_file,
     allowInsecureHttp: input.allow_insecure_http,
     defaultExpiresInSeconds: input.default_expires_in_seconds,
-    invalidCredentialsCooldownSeconds: input.invalid_credentials_cooldown_seconds,
-    retry: input.retry === undefined ? defaultRetry : {
-      maxAttempts: input.retry.max_attempts,
-      initialBackoffSeconds: input.retry.initial_backoff_seconds,
-      maxBackoffSeconds: input.retry.max_backoff_seconds,
-      maxElapsedSeconds: input.retry.max_elapsed_seconds
+    retry: {
+      maxAttempts: retry.max_attempts,
+      initialBackoffSeconds: retry.initial_backoff_seconds,
+      maxBackoffSeconds: retry.max_backoff_seconds,
+      maxElapsedSeconds: retry.max_elapsed_seconds
     },
+    failureCooldown: { initialSeconds: cooldown.initial_seconds, maxSeconds: cooldown.max_seconds },
     preflightAuth: input.preflight_auth
   }
 }
@@ -347,6 +394,26 @@ const toModel = (input: typeof ServiceAccountConfigInput.Type): ServiceAccountCo
 // ---------------------------------------------------------------------------------------------------------------------
 
 const isRecord = ConfigSchema.isRecord
+
+/**
+ * `block.high` must be ≥ `block.low`, compared as decoded: numbers may arrive as strings, and a missing key takes its
+ * default. A value that does not decode is reported by the Schema, not here.
+ */
+const notBelow = <K extends string, A extends Readonly<Record<K, number>>, I>(
+  input: Record<string, unknown>,
+  block: string,
+  schema: Schema.Schema<A, I>,
+  low: K,
+  high: K
+): Array<ConfigSchema.Problem> => {
+  const value = input[block]
+  if (!isRecord(value)) return []
+  // only these two keys: a problem elsewhere in the block must not hide this one
+  const decoded = Schema.decodeUnknownEither(schema)({ [low]: value[low], [high]: value[high] })
+  return Either.isRight(decoded) && decoded.right[high] < decoded.right[low]
+    ? [{ path: `${block}.${high}`, message: `${block}.${high} must be ≥ ${block}.${low}` }]
+    : []
+}
 
 const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Problem> => {
   const issues: Array<ConfigSchema.Problem> = []
@@ -424,16 +491,10 @@ const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pr
       })
     }
   }
-  const retry = input.retry
-  // compared as decoded: numbers may arrive as strings, and a missing key takes its default
-  const initial = isRecord(retry) ? Number(retry.initial_backoff_seconds ?? defaultRetry.initialBackoffSeconds) : NaN
-  const max = isRecord(retry) ? Number(retry.max_backoff_seconds ?? defaultRetry.maxBackoffSeconds) : NaN
-  if (max < initial) {
-    issues.push({
-      path: "retry.max_backoff_seconds",
-      message: "retry.max_backoff_seconds must be ≥ retry.initial_backoff_seconds"
-    })
-  }
+  issues.push(
+    ...notBelow(input, "retry", RetryInput, "initial_backoff_seconds", "max_backoff_seconds"),
+    ...notBelow(input, "failure_cooldown", FailureCooldownInput, "initial_seconds", "max_seconds")
+  )
   return issues
 }
 
@@ -461,7 +522,7 @@ export const decodeEither = (
   const problems = isRecord(input)
     ? [
       // a flat service_token gets its own, more helpful message below
-      ...ConfigSchema.problems(ServiceAccountConfigInput, input).filter((p) =>
+      ...ConfigSchema.problems(ServiceAccountConfigInput, input, { renamed: renamedKeys }).filter((p) =>
         !(p.path === "service_token" && p.message.endsWith("must be a map of keys to values"))
       ),
       ...crossFieldIssues(input)
@@ -489,17 +550,37 @@ export const decode = (
 export const decodeSync = (input: unknown, options?: DecodeOptions): ServiceAccountConfig =>
   Either.getOrThrowWith(decodeEither(input, options), (e) => e)
 
+const nested = { retry: RetryFields, failure_cooldown: FailureCooldownFields } as const
+
+const variableOf = (key: string) => `SERVICE_ACCOUNT_${key.replaceAll(".", "_").toUpperCase()}`
+
 /**
- * The environment variable each top-level key is read from by {@link fromEnv}:
- * `SERVICE_ACCOUNT_<KEY IN UPPER CASE>`, plus `SERVICE_ACCOUNT_SERVICE_TOKEN` and
- * `SERVICE_ACCOUNT_SERVICE_TOKEN_HEADER` for a static service token.
+ * The environment variable each key is read from by {@link fromEnv}: `SERVICE_ACCOUNT_<KEY IN UPPER CASE>`, a nested
+ * key with `_` for the dot (`SERVICE_ACCOUNT_RETRY_MAX_ATTEMPTS`, `SERVICE_ACCOUNT_FAILURE_COOLDOWN_INITIAL_SECONDS`),
+ * plus `SERVICE_ACCOUNT_SERVICE_TOKEN` and `SERVICE_ACCOUNT_SERVICE_TOKEN_HEADER` for a static service token.
  *
  * @since 0.1.0
  * @category Constants
  */
 export const envVariables: ReadonlyArray<{ readonly key: string; readonly variable: string }> = Object.keys(fields)
-  .filter((key) => key !== "_type" && key !== "service_token" && key !== "retry")
-  .map((key) => ({ key, variable: `SERVICE_ACCOUNT_${key.toUpperCase()}` }))
+  .filter((key) => key !== "_type" && key !== "service_token")
+  .flatMap((key) => key in nested ? Object.keys(nested[key as keyof typeof nested]).map((k) => `${key}.${k}`) : [key])
+  .map((key) => ({ key, variable: variableOf(key) }))
+
+// renamed keys are read too, so that a variable still set under its old name is reported rather than ignored
+const envKeys = [
+  ...envVariables,
+  ...Object.keys(renamedKeys).map((key) => ({ key, variable: variableOf(key) }))
+]
+
+const envMessage = (issue: ConfigIssue): string => {
+  if (Object.hasOwn(renamedKeys, issue.path)) {
+    return `${variableOf(issue.path)} has been renamed: use ${variableOf(renamedKeys[issue.path]!)}`
+  }
+  return issue.path in fields
+    ? issue.message.replace(/\$\{[A-Z_]+\}/, variableOf(issue.path))
+    : issue.message
+}
 
 /**
  * The configuration read from environment variables (`SERVICE_ACCOUNT_CLIENT_ID`, `SERVICE_ACCOUNT_CLIENT_SECRET`,
@@ -511,17 +592,21 @@ export const envVariables: ReadonlyArray<{ readonly key: string; readonly variab
  */
 export const fromEnv: Config.Config<ServiceAccountConfig> = Config.all({
   values: Config.all(
-    Object.fromEntries(envVariables.map(({ key, variable }) => [key, Config.option(Config.string(variable))]))
+    Object.fromEntries(envKeys.map(({ key, variable }) => [key, Config.option(Config.string(variable))]))
   ),
   serviceToken: Config.option(Config.redacted("SERVICE_ACCOUNT_SERVICE_TOKEN")),
   serviceTokenHeader: Config.option(Config.string("SERVICE_ACCOUNT_SERVICE_TOKEN_HEADER"))
 }).pipe(
   Config.mapOrFail(({ serviceToken, serviceTokenHeader, values }) => {
     const input: Record<string, unknown> = {}
-    for (const { key } of envVariables) {
+    for (const { key } of envKeys) {
       const value = values[key]
-      if (value !== undefined && Option.isSome(value)) {
+      if (value === undefined || Option.isNone(value)) continue
+      const [parent, child] = key.split(".") as [string, string | undefined]
+      if (child === undefined) {
         input[key] = key === "client_secret" ? Redacted.make(value.value) : value.value
+      } else {
+        input[parent] = { ...(isRecord(input[parent]) ? input[parent] : {}), [child]: value.value }
       }
     }
     if (Option.isSome(serviceToken)) {
@@ -532,13 +617,7 @@ export const fromEnv: Config.Config<ServiceAccountConfig> = Config.all({
     }
     return Either.mapLeft(
       decodeEither(input),
-      (error) =>
-        ConfigError.InvalidData(
-          [],
-          error.issues.map((i) =>
-            i.path in fields ? i.message.replace(/\$\{[A-Z_]+\}/, `SERVICE_ACCOUNT_${i.path.toUpperCase()}`) : i.message
-          ).join("; ")
-        )
+      (error) => ConfigError.InvalidData([], error.issues.map(envMessage).join("; "))
     )
   })
 )
@@ -558,5 +637,5 @@ export type FieldDoc = ConfigSchema.FieldDoc
  */
 export const fieldDocs: ReadonlyArray<FieldDoc> = ConfigSchema.describeFields(fields, {
   service_token: ServiceTokenFields,
-  retry: RetryFields
+  ...nested
 })

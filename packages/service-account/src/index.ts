@@ -21,6 +21,11 @@ export * as RequestContext from "./RequestContext.js"
 /**
  * @since 0.1.0
  */
+export * as RetrySchedule from "./RetrySchedule.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as ServiceAccountConfig from "./ServiceAccountConfig.js"
 
 /**

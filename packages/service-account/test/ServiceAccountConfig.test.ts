@@ -42,6 +42,20 @@ describe("ServiceAccountConfig", () => {
         maxBackoffSeconds: 10,
         maxElapsedSeconds: 30
       })
+      expect(config.failureCooldown).toEqual({ initialSeconds: 60, maxSeconds: 900 })
+    })
+
+    it("decodes failure_cooldown, numbers as strings (from ${VAR}) too, and 0 to disable it", () => {
+      expect(
+        ServiceAccountConfig.decodeSync({ ...base, failure_cooldown: { initial_seconds: "30", max_seconds: "120.5" } })
+          .failureCooldown
+      ).toEqual({ initialSeconds: 30, maxSeconds: 120.5 })
+      expect(ServiceAccountConfig.decodeSync({ ...base, failure_cooldown: { max_seconds: 60 } }).failureCooldown)
+        .toEqual({ initialSeconds: 60, maxSeconds: 60 })
+      expect(ServiceAccountConfig.decodeSync({ ...base, failure_cooldown: { initial_seconds: 0 } }).failureCooldown)
+        .toEqual({ initialSeconds: 0, maxSeconds: 900 })
+      expect(ServiceAccountConfig.decodeSync({ ...base, failure_cooldown: {} }).failureCooldown)
+        .toEqual({ initialSeconds: 60, maxSeconds: 900 })
     })
 
     it("splits a space-delimited scopes string and drops empty pieces", () => {
@@ -215,6 +229,50 @@ describe("ServiceAccountConfig", () => {
         message
       ])
       expect(issuesOf({ ...base, retry: { max_backoff_seconds: 0.2 } })).toEqual([message]) // default initial: 0.5
+      // a problem elsewhere in the block does not hide this one
+      expect(issuesOf({ ...base, retry: { max_attempts: 0, initial_backoff_seconds: 3, max_backoff_seconds: 1 } }))
+        .toEqual([
+          "retry.max_attempts: retry.max_attempts must be a whole number ≥ 1, got 0",
+          message
+        ])
+    })
+
+    it("failure_cooldown: max_seconds ≥ initial_seconds, compared as decoded; bad values and keys reported", () => {
+      const message =
+        "failure_cooldown.max_seconds: failure_cooldown.max_seconds must be ≥ failure_cooldown.initial_seconds"
+      expect(issuesOf({ ...base, failure_cooldown: { initial_seconds: "120", max_seconds: "60" } })).toEqual([message])
+      expect(issuesOf({ ...base, failure_cooldown: { initial_seconds: 1000 } })).toEqual([message]) // default max: 900
+      expect(issuesOf({ ...base, failure_cooldown: { max_seconds: 30 } })).toEqual([message]) // default initial: 60
+      // "10" and 10 are equal once decoded: no issue
+      expect(
+        ServiceAccountConfig.decodeSync({ ...base, failure_cooldown: { initial_seconds: "10", max_seconds: 10 } })
+          .failureCooldown
+      ).toEqual({ initialSeconds: 10, maxSeconds: 10 })
+      expect(issuesOf({ ...base, failure_cooldown: { initial_seconds: -1, max_second: 5 } })).toEqual([
+        "failure_cooldown.max_second: unknown key \"max_second\" in failure_cooldown: did you mean \"max_seconds\"?",
+        "failure_cooldown.initial_seconds: failure_cooldown.initial_seconds must be a number of seconds ≥ 0, got -1"
+      ])
+      expect(issuesOf({ ...base, failure_cooldown: 60 })).toEqual([
+        "failure_cooldown: failure_cooldown must be a map of keys to values"
+      ])
+    })
+
+    it("names the replacement of invalid_credentials_cooldown_seconds rather than calling it unknown", () => {
+      const issues = issuesOf({ ...base, invalid_credentials_cooldown_seconds: 60 })
+      expect(issues).toEqual([
+        "invalid_credentials_cooldown_seconds: invalid_credentials_cooldown_seconds has been renamed: use failure_cooldown.initial_seconds"
+      ])
+      const nested = ServiceAccountConfig.decodeEither(
+        { ...base, invalid_credentials_cooldown_seconds: 5 },
+        { path: "authentication.jira" }
+      )
+      expect(Either.isLeft(nested) && nested.left.issues.map(String)).toEqual([
+        "authentication.jira.invalid_credentials_cooldown_seconds: invalid_credentials_cooldown_seconds has been renamed: use failure_cooldown.initial_seconds"
+      ])
+      // only that key: other unknown keys keep their did-you-mean
+      expect(issuesOf({ ...base, failure_cooldown: { invalid_credentials_cooldown_seconds: 1 } })).toEqual([
+        "failure_cooldown.invalid_credentials_cooldown_seconds: unknown key \"invalid_credentials_cooldown_seconds\" in failure_cooldown: remove it"
+      ])
     })
 
     it("prefixes paths so workflow loaders can point into the YAML", () => {
@@ -282,6 +340,44 @@ describe("ServiceAccountConfig", () => {
       }
     })
 
+    it("reads the nested retry and failure_cooldown keys, validated like YAML", () => {
+      const env = {
+        SERVICE_ACCOUNT_CLIENT_ID: "env-client",
+        SERVICE_ACCOUNT_CLIENT_SECRET: "env-secret",
+        SERVICE_ACCOUNT_TOKEN_URL: "https://idp.example.com/token"
+      }
+      const defaults = run(env)
+      expect(Either.isRight(defaults) && defaults.right.failureCooldown).toEqual({
+        initialSeconds: 60,
+        maxSeconds: 900
+      })
+      const result = run({
+        ...env,
+        SERVICE_ACCOUNT_FAILURE_COOLDOWN_INITIAL_SECONDS: "5",
+        SERVICE_ACCOUNT_FAILURE_COOLDOWN_MAX_SECONDS: "40",
+        SERVICE_ACCOUNT_RETRY_MAX_ATTEMPTS: "2"
+      })
+      expect(Either.isRight(result) && result.right.failureCooldown).toEqual({ initialSeconds: 5, maxSeconds: 40 })
+      expect(Either.isRight(result) && result.right.retry).toEqual({
+        maxAttempts: 2,
+        initialBackoffSeconds: 0.5,
+        maxBackoffSeconds: 10,
+        maxElapsedSeconds: 30
+      })
+      const crossed = run({ ...env, SERVICE_ACCOUNT_FAILURE_COOLDOWN_INITIAL_SECONDS: "1000" })
+      expect(Either.isLeft(crossed) && String(crossed.left)).toContain(
+        "failure_cooldown.max_seconds must be ≥ failure_cooldown.initial_seconds"
+      )
+      const renamed = run({ ...env, SERVICE_ACCOUNT_INVALID_CREDENTIALS_COOLDOWN_SECONDS: "60" })
+      expect(Either.isLeft(renamed) && String(renamed.left)).toContain(
+        "SERVICE_ACCOUNT_INVALID_CREDENTIALS_COOLDOWN_SECONDS has been renamed: use SERVICE_ACCOUNT_FAILURE_COOLDOWN_INITIAL_SECONDS"
+      )
+      expect(ServiceAccountConfig.envVariables).toContainEqual({
+        key: "failure_cooldown.max_seconds",
+        variable: "SERVICE_ACCOUNT_FAILURE_COOLDOWN_MAX_SECONDS"
+      })
+    })
+
     it("names the missing variables", () => {
       const result = run({ SERVICE_ACCOUNT_CLIENT_SECRET: "x" })
       expect(Either.isLeft(result)).toBe(true)
@@ -301,6 +397,10 @@ describe("ServiceAccountConfig", () => {
         expect(names).toContain(`service_token.${key}`)
       }
       for (const key of Object.keys(ServiceAccountConfig.RetryInput.fields)) expect(names).toContain(`retry.${key}`)
+      for (const key of Object.keys(ServiceAccountConfig.FailureCooldownInput.fields)) {
+        expect(names).toContain(`failure_cooldown.${key}`)
+      }
+      expect(names).not.toContain("invalid_credentials_cooldown_seconds")
       const buffer = ServiceAccountConfig.fieldDocs.find((f) => f.name === "token_cache_buffer_seconds")
       expect(buffer).toMatchObject({ type: "int", default: 300, required: false })
       expect(ServiceAccountConfig.fieldDocs.find((f) => f.name === "client_secret")).toMatchObject({

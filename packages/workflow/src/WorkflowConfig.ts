@@ -8,6 +8,8 @@
  *
  * @since 0.1.0
  */
+// the defaults' module, not McpClient: that one loads the MCP SDK, which `validate` and `info` must not wait for
+import * as McpClientDefaults from "@mcp-auth/client/McpClientDefaults"
 import * as ConfigSchema from "@mcp-auth/service-account/ConfigSchema"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import { ConfigIssue, ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
@@ -59,16 +61,27 @@ const nameList = (field: string) =>
     message: () => ({ message: `${field} must be a list of tool names`, override: true })
   })
 
+const withDefault = ConfigSchema.withDefault
+
+// McpClient's defaults in the schema's units (seconds); written once, in McpClientDefaults
+const reconnectDefaults = {
+  enabled: McpClientDefaults.defaultReconnect.enabled,
+  maxAttempts: McpClientDefaults.defaultReconnect.maxAttempts,
+  initialBackoffSeconds: Duration.toSeconds(McpClientDefaults.defaultReconnect.initialBackoff),
+  maxBackoffSeconds: Duration.toSeconds(McpClientDefaults.defaultReconnect.maxBackoff)
+}
+
 const ServerFields = {
-  transport: Schema.optionalWith(
+  transport: withDefault(
     Schema.Literal("streamable-http", "sse", "stdio").annotations({
       message: (issue) => ({
         message: `server.transport must be streamable-http, sse or stdio, got ${JSON.stringify(issue.actual)}`,
         override: true
       })
     }),
-    { default: () => "streamable-http" as const }
-  ).annotations({ description: "MCP transport", default: "streamable-http" }),
+    "streamable-http",
+    "MCP transport"
+  ),
   url: Schema.optional(Schema.NullOr(ConfigSchema.nonEmptyString("server.url", "give the MCP endpoint URL")))
     .annotations({ description: "MCP server URL (streamable-http, sse)" }),
   auth_provider: Schema.optional(
@@ -103,40 +116,42 @@ const McpClientFields = {
       message: () => "server must be a map (transport, url, auth_provider, …)"
     })
   ).annotations({ description: "The MCP server to connect to" }),
-  include: Schema.optionalWith(nameList("include"), { default: () => [] }).annotations({
-    description: "Only these tools (server names); not with exclude",
-    default: []
-  }),
-  exclude: Schema.optionalWith(nameList("exclude"), { default: () => [] }).annotations({
-    description: "All tools but these (server names); not with include",
-    default: []
-  }),
+  include: withDefault(nameList("include"), [], "Only these tools (server names); not with exclude"),
+  exclude: withDefault(nameList("exclude"), [], "All tools but these (server names); not with include"),
   tool_overrides: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: ToolOverride })))
     .annotations({
       description: "Per tool: an alias and a description to expose instead of the server's"
     }),
-  tool_call_timeout: Schema.optionalWith(seconds("tool_call_timeout"), { default: () => 60 }).annotations({
-    description: "Timeout of one tool call or tool listing, in seconds",
-    default: 60
-  }),
-  auth_flow_timeout: Schema.optionalWith(seconds("auth_flow_timeout"), { default: () => 300 }).annotations({
-    description: "Interactive OAuth only; not used for service accounts",
-    default: 300
-  }),
-  reconnect_enabled: Schema.optionalWith(ConfigSchema.boolean("reconnect_enabled"), { default: () => true })
-    .annotations({ description: "Reconnect and retry once after a connection failure", default: true }),
-  reconnect_max_attempts: Schema.optionalWith(
+  tool_call_timeout: withDefault(
+    seconds("tool_call_timeout"),
+    Duration.toSeconds(McpClientDefaults.defaultToolCallTimeout),
+    "Timeout of one tool call or tool listing, in seconds"
+  ),
+  auth_flow_timeout: withDefault(
+    seconds("auth_flow_timeout"),
+    300,
+    "Interactive OAuth only; not used for service accounts"
+  ),
+  reconnect_enabled: withDefault(
+    ConfigSchema.boolean("reconnect_enabled"),
+    reconnectDefaults.enabled,
+    "Reconnect and retry once after a connection failure"
+  ),
+  reconnect_max_attempts: withDefault(
     ConfigSchema.number("reconnect_max_attempts", { min: 0, integer: true }),
-    { default: () => 2 }
-  ).annotations({ description: "Connection attempts per reconnect", default: 2 }),
-  reconnect_initial_backoff: Schema.optionalWith(
+    reconnectDefaults.maxAttempts,
+    "Connection attempts per reconnect"
+  ),
+  reconnect_initial_backoff: withDefault(
     ConfigSchema.number("reconnect_initial_backoff", { min: 0, unit: "seconds" }),
-    { default: () => 0.5 }
-  ).annotations({ description: "First reconnect backoff in seconds, doubling", default: 0.5 }),
-  reconnect_max_backoff: Schema.optionalWith(
+    reconnectDefaults.initialBackoffSeconds,
+    "First reconnect backoff ceiling in seconds; doubles per attempt, full jitter"
+  ),
+  reconnect_max_backoff: withDefault(
     ConfigSchema.number("reconnect_max_backoff", { min: 0, unit: "seconds" }),
-    { default: () => 50 }
-  ).annotations({ description: "Longest reconnect backoff in seconds", default: 50 }),
+    reconnectDefaults.maxBackoffSeconds,
+    "Longest reconnect backoff in seconds"
+  ),
   // accepted for compatibility; mcp-auth has no agent runtime that would use them
   middleware: Schema.optional(Schema.Unknown).annotations({ description: "NAT agent middleware (ignored)" }),
   session_aware_tools: Schema.optional(Schema.Unknown).annotations({ description: "NAT sessions (ignored)" }),
@@ -239,6 +254,9 @@ const toGroup = (name: string, input: typeof McpClientInput.Type): FunctionGroup
   }
 })
 
+// what a server block's missing keys decode to (the defaults are written once, in ServerFields)
+const serverDefaults = Schema.decodeUnknownSync(Schema.Struct(ServerFields))({})
+
 /** NAT's transport rules and cross-entry checks for one mcp_client entry. */
 const groupProblems = (
   raw: Record<string, unknown>,
@@ -246,7 +264,7 @@ const groupProblems = (
 ): Array<ConfigSchema.Problem> => {
   const problems: Array<ConfigSchema.Problem> = []
   const server = isRecord(raw.server) ? raw.server : {}
-  const transport = server.transport ?? "streamable-http"
+  const transport = server.transport ?? serverDefaults.transport
   const provider = server.auth_provider
   const stdio = server.command != null || server.args != null || server.env != null
   if (transport === "stdio") {
@@ -310,8 +328,8 @@ const groupProblems = (
   if (include.length > 0 && exclude.length > 0) {
     problems.push({ path: "include", message: "include and exclude cannot be used together" })
   }
-  const initial = Number(raw.reconnect_initial_backoff ?? 0.5)
-  const max = Number(raw.reconnect_max_backoff ?? 50)
+  const initial = Number(raw.reconnect_initial_backoff ?? reconnectDefaults.initialBackoffSeconds)
+  const max = Number(raw.reconnect_max_backoff ?? reconnectDefaults.maxBackoffSeconds)
   if (Number.isFinite(initial) && Number.isFinite(max) && max < initial) {
     problems.push({
       path: "reconnect_max_backoff",

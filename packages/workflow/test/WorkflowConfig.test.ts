@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as McpClientDefaults from "@mcp-auth/client/McpClientDefaults"
 import { Interpolation, WorkflowConfig } from "@mcp-auth/workflow"
-import { Duration, Either, Redacted } from "effect"
+import { Duration, Either, Redacted, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -203,6 +204,62 @@ function_groups:
 
   it("YAML syntax errors carry their line", () => {
     expect(issues(parse("authentication:\n  sa: [unclosed\n"))[0]).toMatch(/^line \d+, column \d+: YAML syntax error/)
+  })
+})
+
+describe("WorkflowConfig: mcp_client defaults are McpClient's, written once (McpClientDefaults)", () => {
+  const { defaultReconnect, defaultToolCallTimeout } = McpClientDefaults
+  /** Each key whose default McpClient also applies, with that default in the schema's units (seconds). */
+  const clientDefaults: Record<string, unknown> = {
+    tool_call_timeout: Duration.toSeconds(defaultToolCallTimeout),
+    reconnect_enabled: defaultReconnect.enabled,
+    reconnect_max_attempts: defaultReconnect.maxAttempts,
+    reconnect_initial_backoff: Duration.toSeconds(defaultReconnect.initialBackoff),
+    reconnect_max_backoff: Duration.toSeconds(defaultReconnect.maxBackoff)
+  }
+  const documented = new Map(
+    WorkflowConfig.mcpClientFieldDocs.filter((field) => "default" in field).map((field) => [field.name, field.default])
+  )
+  const decoded: Record<string, unknown> = Schema.decodeUnknownSync(WorkflowConfig.McpClientInput)({
+    _type: "mcp_client",
+    server: { url: "https://mcp.example.com/mcp" }
+  })
+
+  it.each(Object.entries(clientDefaults))("%s: documented = decoded = McpClientDefaults (%j)", (name, value) => {
+    expect(documented.get(name), "documented (info components, README)").toStrictEqual(value)
+    expect(decoded[name], "decoded for a missing key").toStrictEqual(value)
+  })
+
+  it("a group that sets none of them runs with McpClient's defaults", () => {
+    const result = parse(
+      "function_groups:\n  g:\n    _type: mcp_client\n    server:\n      url: https://x.example.com/mcp"
+    )
+    expect(issues(result)).toEqual([])
+    const group = Either.isRight(result) ? result.right.groups.get("g") : undefined
+    expect(group && Duration.equals(group.toolCallTimeout, defaultToolCallTimeout)).toBe(true)
+    expect(group?.reconnect.enabled).toBe(defaultReconnect.enabled)
+    expect(group?.reconnect.maxAttempts).toBe(defaultReconnect.maxAttempts)
+    expect(group && Duration.equals(group.reconnect.initialBackoff, defaultReconnect.initialBackoff)).toBe(true)
+    expect(group && Duration.equals(group.reconnect.maxBackoff, defaultReconnect.maxBackoff)).toBe(true)
+  })
+
+  it("the backoff order check compares a given backoff with the other one's default", () => {
+    const initial = Duration.toSeconds(defaultReconnect.initialBackoff)
+    const max = Duration.toSeconds(defaultReconnect.maxBackoff)
+    const check = (key: string, value: number) =>
+      issues(parse(`function_groups:
+  g:
+    _type: mcp_client
+    server:
+      url: https://x.example.com/mcp
+    ${key}: ${value}`))
+    const outOfOrder = [
+      "function_groups.g.reconnect_max_backoff: reconnect_max_backoff must be greater than or equal to reconnect_initial_backoff"
+    ]
+    expect(check("reconnect_max_backoff", initial)).toEqual([])
+    expect(check("reconnect_max_backoff", initial / 2)).toEqual(outOfOrder)
+    expect(check("reconnect_initial_backoff", max)).toEqual([])
+    expect(check("reconnect_initial_backoff", max * 2)).toEqual(outOfOrder)
   })
 })
 
