@@ -136,7 +136,7 @@ class InvalidateCurrent implements fc.AsyncCommand<Model, Real> {
   run = async (model: Model, real: Real) => {
     const latest = model.handedOut[model.handedOut.length - 1]!
     const exit = await real.run(real.provider.invalidate(latest))
-    if (Exit.isSuccess(exit) && exit.value) model.droppedByInvalidation++
+    if (Exit.isSuccess(exit) && exit.value._tag === "Dropped") model.droppedByInvalidation++
     await checkInvariants(model, real)
   }
   toString = () => "invalidate(current)"
@@ -148,7 +148,7 @@ class InvalidateStale implements fc.AsyncCommand<Model, Real> {
     const stale = AccessToken.make({ token: "tok-0-never-issued", issuedAt: 0, expiresInSeconds: 1 })
     const before = await real.run(real.provider.state)
     const exit = await real.run(real.provider.invalidate(stale))
-    expect(Exit.isSuccess(exit) && exit.value).toBe(false)
+    expect(Exit.isSuccess(exit) && exit.value._tag).toBe("NotCurrent")
     const after = await real.run(real.provider.state)
     // a stale invalidation never drops the current token
     if (Exit.isSuccess(before) && Exit.isSuccess(after) && "expiresAt" in before.value) {

@@ -4,7 +4,8 @@
  *
  * On a 401 from the MCP server the rejected token is invalidated (compare-and-invalidate: concurrent 401s carrying
  * one token cause one refresh) and the request is replayed once with a fresh token, so the SDK never sees the 401 and
- * its own re-auth paths never run. A 403 is not retried. Token and service-token failures are thrown as their typed
+ * its own re-auth paths never run. When the drop is held back (a token was already dropped less than a second ago:
+ * the server rejects every token), the 401 is thrown at once, without a replay. A 403 is not retried. Token and service-token failures are thrown as their typed
  * errors and come out of `client.connect()` / `client.callTool()` unchanged.
  *
  * @since 0.1.0
@@ -131,8 +132,9 @@ export const makeWith = <R>(
     const response = await send(url, init, first)
     if (response.status === 403) throw await refused(response)
     if (response.status !== 401) return response
-    await run(auth.invalidate(first.token))
-    if (!replayable(init?.body)) throw await refused(response)
+    const invalidated = await run(auth.invalidate(first.token))
+    // held back by the once-a-second limit, the cache still holds the rejected token: a replay would carry it again
+    if (invalidated._tag === "Throttled" || !replayable(init?.body)) throw await refused(response)
     await response.body?.cancel().catch(() => undefined)
     const second = await run(auth.forRequest(context))
     const retried = await send(url, init, second)

@@ -14,7 +14,7 @@ interface Sent {
 }
 
 /** A stub AuthHeaders handing out tok-1, tok-2, … (a new one after each successful invalidation). */
-const stubAuth = (options: { fail?: unknown } = {}) => {
+const stubAuth = (options: { fail?: unknown; throttled?: boolean } = {}) => {
   let generation = 1
   const contexts: Array<RequestContext> = []
   const invalidated: Array<string> = []
@@ -36,9 +36,10 @@ const stubAuth = (options: { fail?: unknown } = {}) => {
     invalidate: (rejected) =>
       Effect.sync(() => {
         invalidated.push(Redacted.value(rejected.token))
-        if (Redacted.value(rejected.token) !== `tok-${generation}`) return false
+        if (options.throttled) return { _tag: "Throttled", retryAfterMillis: 400 } as const
+        if (Redacted.value(rejected.token) !== `tok-${generation}`) return { _tag: "NotCurrent" } as const
         generation++
-        return true
+        return { _tag: "Dropped" } as const
       })
   }
   return { auth, contexts, invalidated }
@@ -150,6 +151,18 @@ describe("AuthenticatedFetch", () => {
       })
       expect(error.message).toContain("rejected a freshly fetched token (invalid_token: audience mismatch)")
       expect(sent).toHaveLength(2)
+    }))
+
+  it.live("a 401 whose drop is held back by the once-a-second limit is thrown at once: a replay would resend it", () =>
+    Effect.promise(async () => {
+      const { auth, invalidated } = stubAuth({ throttled: true })
+      const { fetch, sent } = stubFetch(() => new Response("", { status: 401 }))
+      const error = await make(auth, fetch)("https://mcp.example.com/mcp", { method: "POST", body: "{}" }).catch((e) =>
+        e
+      )
+      expect(error).toMatchObject({ _tag: "McpUnauthorizedError" })
+      expect(sent).toHaveLength(1)
+      expect(invalidated).toEqual(["tok-1"])
     }))
 
   it.live("a 403 is not retried and is a typed McpForbiddenError", () =>

@@ -50,7 +50,7 @@ import * as AccessToken from "./AccessToken.js"
 import * as RequestContext from "./RequestContext.js"
 import type { ServiceTokenError, TokenError } from "./ServiceAccountError.js"
 import * as ServiceToken from "./ServiceToken.js"
-import { TokenProvider } from "./TokenProvider.js"
+import { type InvalidateResult, TokenProvider } from "./TokenProvider.js"
 
 /**
  * The headers for one request and the bearer token they carry (needed to invalidate it after a 401).
@@ -72,8 +72,8 @@ export interface AuthHeaders {
   readonly forRequest: (
     request: RequestContext.RequestContext
   ) => Effect.Effect<AuthHeaderSet, TokenError | ServiceTokenError>
-  /** Compare-and-invalidate the bearer token a request was rejected with. */
-  readonly invalidate: (rejected: AccessToken.AccessToken) => Effect.Effect<boolean>
+  /** Compare-and-invalidate the bearer token a request was rejected with (see `TokenProvider.invalidate`). */
+  readonly invalidate: (rejected: AccessToken.AccessToken) => Effect.Effect<InvalidateResult>
 }
 
 /**
@@ -114,21 +114,19 @@ export const make: Effect.Effect<AuthHeaders, never, TokenProvider | ServiceToke
     if (constant === undefined) {
       return { forRequest: resolve, invalidate: provider.invalidate }
     }
-    // hot path: with a request-independent service header, one ready set per bearer token, no effects run
-    const ready = new WeakMap<AccessToken.AccessToken, Effect.Effect<AuthHeaderSet>>()
-    const readyFor = (token: AccessToken.AccessToken) => {
-      let set = ready.get(token)
-      if (set === undefined) ready.set(token, set = Effect.succeed(headerSet(token, constant)))
-      return set
+    // hot path: with a request-independent service header, one effect serves every request (nothing is allocated
+    // per call) and the set of the token `peek` returns is built once per token
+    let last: { readonly token: AccessToken.AccessToken; readonly set: Effect.Effect<AuthHeaderSet> } | undefined
+    const setFor = (token: AccessToken.AccessToken) => {
+      if (last === undefined || last.token !== token) last = { token, set: Effect.succeed(headerSet(token, constant)) }
+      return last.set
     }
-    return {
-      forRequest: (request) =>
-        Effect.suspend(() => {
-          const token = provider.peek()
-          return token === undefined ? resolve(request) : readyFor(token)
-        }),
-      invalidate: provider.invalidate
-    }
+    const slow = Effect.flatMap(provider.get, setFor)
+    const hot: Effect.Effect<AuthHeaderSet, TokenError> = Effect.suspend(() => {
+      const token = provider.peek()
+      return token === undefined ? slow : setFor(token)
+    })
+    return { forRequest: () => hot, invalidate: provider.invalidate }
   }
 )
 

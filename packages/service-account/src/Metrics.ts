@@ -80,13 +80,37 @@ export const degraded = Metric.gauge("mcp_auth_token_degraded", {
 })
 
 /**
- * Seconds of life left in the cached token, updated whenever the provider's state changes or is read.
+ * When the cached token expires, in Unix seconds (0 while none is cached). Set when the token changes, so an alert can
+ * compare it with the scrape time (`mcp_auth_token_expiry_timestamp_seconds - time() < 60`).
  *
  * @since 0.1.0
  * @category Metrics
  */
-export const tokenLifeLeftSeconds = Metric.gauge("mcp_auth_token_life_left_seconds", {
-  description: "Seconds until the cached token expires"
+export const tokenExpiry = Metric.gauge("mcp_auth_token_expiry_timestamp_seconds", {
+  description: "Unix time at which the cached token expires; 0 while none is cached"
+})
+
+/**
+ * When the current cool-down ends, in Unix seconds (0 while none runs): no token request is sent before it. Set when
+ * a cool-down starts or ends.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const cooldownUntil = Metric.gauge("mcp_auth_token_cooldown_until_timestamp_seconds", {
+  description: "Unix time at which the token endpoint cool-down ends; 0 while none runs"
+})
+
+/**
+ * Cool-downs started, by `kind` (`permanent`: invalid credentials, OAuth errors, TLS, malformed responses, doubling
+ * while they repeat; `transient`: a 429/503 `Retry-After` or retries exhausted) and `reason` (the error tag).
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const cooldowns = Metric.counter("mcp_auth_token_cooldowns_total", {
+  description: "Token endpoint cool-downs started, by kind and reason",
+  incremental: true
 })
 
 /**

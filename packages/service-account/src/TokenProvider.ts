@@ -8,10 +8,19 @@
  *   only wait when no usable token is left.
  * - Stale-while-revalidate: if that refresh fails, the valid token keeps being served (state `degraded`) and the
  *   refresh is retried with backoff; after expiry callers get the typed error.
- * - Failure policy: transient failures are retried with full-jitter backoff; `Retry-After` is honoured and starts a
- *   cool-down shared by every caller; invalid credentials latch for a cool-down so a bad secret cannot hammer the
- *   identity provider.
- * - `invalidate(rejected)` is compare-and-invalidate; interrupted callers never cancel the shared fetch.
+ * - Failure policy: transient failures (network, timeouts, 5xx, 429) are retried on the shared `RetrySchedule` (full
+ *   jitter, `Retry-After`, an elapsed budget); when a fetch still fails, a cool-down shared by every caller starts.
+ *   Every permanent failure (invalid credentials, `invalid_scope` and other OAuth errors, TLS, malformed responses)
+ *   starts a cool-down too (`failure_cooldown`, doubling while it repeats, capped): callers get the same error without
+ *   a request, so a misconfigured fleet cannot hammer its identity provider. Cool-downs show in {@link TokenState} and
+ *   the metrics.
+ * - `invalidate(rejected)` is compare-and-invalidate and says what it did; interrupted callers never cancel the
+ *   shared fetch.
+ *
+ * Every decision lives in one pure transition function (`internal/lifecycle.ts`: state, event, now → state,
+ * commands); the provider is the thin Effect shell that runs its commands. The design card's "a Layer backed by Cache
+ * and Ref": the lifecycle state is one `Ref`, updated only by that function; the `Cache` is the single flight, one
+ * lookup per fetch, joined by every waiter; background work is forked into the layer's scope.
  *
  * @since 0.1.0
  */
@@ -31,13 +40,13 @@ import type { TokenError } from "./ServiceAccountError.js"
  * @since 0.1.0
  * @category Type IDs
  */
-export const TypeId: TypeId = internal.TypeId
+export const TypeId: unique symbol = internal.TypeId
 
 /**
  * @since 0.1.0
  * @category Type IDs
  */
-export type TypeId = "~@mcp-auth/service-account/TokenProvider"
+export type TypeId = typeof TypeId
 
 /**
  * What the provider is doing, for health checks and metrics.
@@ -77,11 +86,37 @@ export interface TokenTiming {
 export interface Diagnostics {
   /** The last fetch failure since the last success. */
   readonly lastError?: TokenError | undefined
-  /** Set while invalid credentials are latched: no token request before this instant (epoch ms). */
-  readonly latchedUntil?: number | undefined
-  /** Set while a 429/503 cool-down runs: no token request before this instant (epoch ms). */
+  /** Set while a cool-down runs: no token request before this instant (epoch ms). */
   readonly coolingDownUntil?: number | undefined
+  /**
+   * Set while a cool-down runs. `permanent`: a failure retrying cannot fix (invalid credentials, an OAuth error such
+   * as `invalid_scope`, TLS, a malformed response); callers get `lastError` at once. `transient`: the server asked
+   * for a pause (429/503 `Retry-After`) or a fetch ran out of retries; callers that can wait that long (within
+   * `retry.max_elapsed_seconds`) wait, the others get `lastError`.
+   */
+  readonly cooldownKind?: "transient" | "permanent" | undefined
+  /** Permanent failures in a row since the last success: each doubles the next cool-down, up to its cap. */
+  readonly consecutiveFailures?: number | undefined
 }
+
+/**
+ * What {@link TokenProvider.invalidate} did.
+ *
+ * - `Dropped`: the cached token was the rejected one and is gone; the next `get` fetches a new token.
+ * - `NotCurrent`: the cache does not hold the rejected token (another caller dropped it already, or it was replaced):
+ *   nothing to do, `get` returns the current token.
+ * - `Throttled`: the rejected token is current, but a token was dropped less than a second ago. Drops are at most one
+ *   per second, so a resource server that rejects every token cannot turn each request into a token request. Treat a
+ *   second rejection within `retryAfterMillis` as the server refusing the client (wrong audience or scopes), not as a
+ *   stale token; retry after `retryAfterMillis` if you must.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type InvalidateResult =
+  | { readonly _tag: "Dropped" }
+  | { readonly _tag: "NotCurrent" }
+  | { readonly _tag: "Throttled"; readonly retryAfterMillis: number }
 
 /**
  * @since 0.1.0
@@ -96,19 +131,20 @@ export interface TokenProvider {
   /** The current token; waits for a fetch only when no usable token is cached. */
   readonly get: Effect.Effect<AccessToken, TokenError>
   /**
-   * The cached token, read synchronously without running an effect, when it is usable and not yet in its refresh
-   * window; otherwise `undefined`. Supported for hot paths that resolve headers on every request outside a fiber
-   * (`AuthHeaders`, the client package's `createServiceAccountAuth`): try `peek()` first and fall back to `get` when
-   * it returns `undefined`. Never use `peek` alone: only `get` fetches a token and starts the background refresh, so
-   * a caller that only peeks would see `undefined` once the refresh window opens. Counts as a cache hit in the
-   * metrics, like `get`.
+   * The synchronous accessor: the cached token, read without running an effect, whenever `get` would return it without
+   * deciding anything (the token is usable, and either not in its refresh window or a refresh is already running or
+   * backing off); otherwise `undefined`. Supported for hot paths that resolve headers on every request outside a
+   * fiber (`AuthHeaders`, the client package's `createServiceAccountAuth`): try `peek()` first and fall back to `get`
+   * when it returns `undefined`. Never use `peek` alone: only `get` fetches a token and starts the background refresh.
+   * Counts as a cache hit in the metrics, like `get`.
    */
   readonly peek: () => AccessToken | undefined
   /**
-   * Drops the cached token if, and only if, it is `rejected` (e.g. after a 401). Returns whether it did. N concurrent
-   * calls with the same token drop it once; a call with an older token does nothing.
+   * Drops the cached token if, and only if, it is `rejected` (e.g. after a 401), at most once per second, and says
+   * what it did ({@link InvalidateResult}). N concurrent calls with the same token drop it once; a call with an older
+   * token does nothing.
    */
-  readonly invalidate: (rejected: AccessToken) => Effect.Effect<boolean>
+  readonly invalidate: (rejected: AccessToken) => Effect.Effect<InvalidateResult>
   /**
    * Installs a token obtained outside this provider as the current one, replacing the cached token, with the usual
    * refresh schedule from its expiry. Supported for bridges where another component runs the token request itself:
@@ -117,7 +153,7 @@ export interface TokenProvider {
    * configuration; later refreshes use that configuration.
    */
   readonly adopt: (token: AccessToken) => Effect.Effect<void>
-  /** A snapshot of the lifecycle for health checks ({@link TokenState}). */
+  /** A snapshot of the lifecycle for health checks ({@link TokenState}): a pure read, it changes nothing. */
   readonly state: Effect.Effect<TokenState>
 }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as AccessToken from "@mcp-auth/service-account/AccessToken"
 import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
 import { Clock, Duration, Effect, Fiber, Redacted, TestClock } from "effect"
 import { settle, setup } from "./utils/provider.js"
@@ -62,14 +63,61 @@ describe("token endpoint failure policy", () => {
     ["a malformed success", { status: 200, body: { access_token: "x", token_type: "mac" } }, "MalformedResponseError"]
   ]
   for (const [name, reply, tag] of permanent) {
-    it.scoped(`never retries ${name}`, () =>
+    it.scoped(`never retries ${name}, and throttles it: 20 sequential gets in its cool-down make 1 request`, () =>
       Effect.gen(function*() {
         const t = yield* setup(() => Effect.succeed(reply))
         const exit = yield* drive(yield* Effect.fork(Effect.flip(t.provider.get)))
         expect(exit._tag === "Success" && exit.value._tag).toBe(tag)
+        for (let i = 0; i < 20; i++) {
+          expect((yield* Effect.flip(t.provider.get))._tag).toBe(tag)
+          yield* TestClock.adjust("1 second")
+        }
         expect(yield* t.fake.calls).toBe(1)
+        const state = yield* t.provider.state
+        expect(state).toMatchObject({ status: "empty", cooldownKind: "permanent", consecutiveFailures: 1 })
+        expect(state.lastError?._tag).toBe(tag)
+        expect(yield* t.cooldowns("permanent", tag)).toBe(1)
+        expect(yield* t.cooldownUntil).toBe(60) // Unix seconds: 60 s after the TestClock's epoch
       }))
   }
+
+  it.scoped("a permanent failure's cool-down doubles while it repeats, up to its cap, and a success resets it", () =>
+    Effect.gen(function*() {
+      let broken = true
+      const { handler, times } = scripted([])
+      const t = yield* setup(
+        (n, request) =>
+          broken ? Effect.succeed({ status: 400, body: { error: "invalid_scope" } }) : handler(n, request),
+        { failure_cooldown: { initial_seconds: 10, max_seconds: 40 } }
+      )
+      const requestsAt: Array<number> = []
+      for (let second = 0; second < 200; second++) {
+        const before = yield* t.fake.calls
+        yield* Effect.either(t.provider.get)
+        if ((yield* t.fake.calls) > before) requestsAt.push(second)
+        yield* TestClock.adjust("1 second")
+      }
+      // cool-downs of 10, 20, 40, 40, 40 s: a request at 0, 10, 30, 70, 110, 150, 190
+      expect(requestsAt).toEqual([0, 10, 30, 70, 110, 150, 190])
+      expect((yield* t.provider.state).consecutiveFailures).toBe(7)
+      broken = false
+      yield* TestClock.adjust("40 seconds")
+      yield* t.provider.get
+      const state = yield* t.provider.state
+      expect(state.status).toBe("fresh")
+      expect(state.consecutiveFailures).toBeUndefined()
+      expect(state.coolingDownUntil).toBeUndefined()
+      expect(times).toHaveLength(1)
+    }))
+
+  it.scoped("failure_cooldown.initial_seconds: 0 turns the cool-down off", () =>
+    Effect.gen(function*() {
+      const t = yield* setup(() => Effect.succeed({ status: 400, body: { error: "invalid_scope" } }), {
+        failure_cooldown: { initial_seconds: 0 }
+      })
+      for (let i = 0; i < 3; i++) yield* Effect.flip(t.provider.get)
+      expect(yield* t.fake.calls).toBe(3)
+    }))
 
   it.scoped("honours Retry-After exactly: no request before it ends", () =>
     Effect.gen(function*() {
@@ -147,7 +195,7 @@ describe("token endpoint failure policy", () => {
       for (const error of [...first, ...more]) {
         expect(error).toMatchObject({ _tag: "InvalidCredentialsError", error: "invalid_client", status: 401 })
       }
-      expect((yield* t.provider.state).latchedUntil).toBeGreaterThan(0)
+      expect(yield* t.provider.state).toMatchObject({ coolingDownUntil: 60_000, cooldownKind: "permanent" })
       yield* TestClock.adjust("31 seconds") // the 60 s cool-down is over: one new attempt
       yield* Effect.flip(t.provider.get)
       expect(yield* t.fake.calls).toBe(2)
@@ -200,12 +248,35 @@ describe("token endpoint failure policy", () => {
       expect("refreshAt" in state && state.refreshAt).toBe(360_000) // floored at 10 % of the lifetime
     }))
 
-  it.scoped("a token that is dead on arrival (expires_in: 0) is an error, never handed out", () =>
+  it.scoped("a token that is dead on arrival (expires_in: 0) is an error, never handed out, and throttled", () =>
     Effect.gen(function*() {
       const t = yield* setup((n) => Effect.succeed(token(n, 0)))
       const error = yield* Effect.flip(t.provider.get)
       expect(error).toMatchObject({ _tag: "MalformedResponseError", reason: "expires_in" })
-      expect(error.message).toContain("the token expired before it arrived")
+      for (let i = 0; i < 10; i++) expect((yield* Effect.flip(t.provider.get))._tag).toBe("MalformedResponseError")
+      expect(yield* t.fake.calls).toBe(1)
+    }))
+
+  it.scoped("a token that arrives too short-lived to use never replaces the still-valid one", () =>
+    Effect.gen(function*() {
+      // the refresh answers a 1 s token after 1.5 s: expired on arrival
+      const t = yield* setup((n) =>
+        n === 1 ? Effect.succeed(token(n, 600)) : Effect.as(Effect.sleep("1500 millis"), token(n, 1))
+      )
+      const first = yield* t.value(t.provider.get)
+      yield* TestClock.adjust("580 seconds") // refresh window
+      expect(yield* t.value(t.provider.get)).toBe(first) // starts the background refresh
+      yield* settle
+      yield* TestClock.adjust("1500 millis")
+      yield* settle
+      for (let i = 0; i < 10; i++) {
+        expect(yield* t.value(t.provider.get)).toBe(first)
+        yield* settle
+      }
+      const state = yield* t.provider.state
+      expect(state).toMatchObject({ status: "degraded", cooldownKind: "permanent" })
+      expect(state.lastError).toMatchObject({ _tag: "MalformedResponseError", reason: "expires_in" })
+      expect(yield* t.fake.calls).toBe(2) // not one request per get
     }))
 
   it.scoped("retry.max_elapsed_seconds bounds the whole fetch: an attempt never outlives the caller's budget", () =>
@@ -222,40 +293,50 @@ describe("token endpoint failure policy", () => {
       expect(ended - started).toBeLessThanOrEqual(10_300)
     }))
 
-  it.scoped("an old refresh loop stops when another fetch has replaced the token", () =>
+  it.scoped("no redundant refresh: a token replaced during its refresh window is not refreshed", () =>
+    Effect.gen(function*() {
+      const t = yield* setup((n) => Effect.succeed(token(n, 600)))
+      yield* t.provider.get
+      yield* TestClock.adjust("580 seconds") // tok-1 is in its refresh window
+      const now = yield* Clock.currentTimeMillis
+      yield* t.provider.adopt(AccessToken.make({ token: "adopted", issuedAt: now, expiresInSeconds: 600 }))
+      yield* Effect.all(Array.from({ length: 20 }, () => t.provider.get), { concurrency: "unbounded" })
+      yield* settle
+      expect(yield* t.fake.calls).toBe(1)
+      expect(yield* t.value(t.provider.get)).toBe("adopted")
+    }))
+
+  it.scoped("a failed background refresh is retried by demand after its backoff, never by a timer", () =>
     Effect.gen(function*() {
       let down = false
       const t = yield* setup((n) => Effect.succeed(down ? { status: 500, body: "" } : token(n, 600)), {
         retry: { max_attempts: 1, initial_backoff_seconds: 20, max_backoff_seconds: 20 }
       })
-      const first = yield* t.provider.get
+      yield* t.provider.get
       down = true
       yield* TestClock.adjust("500 seconds")
-      yield* t.provider.get // starts the refresh loop, which fails and sleeps up to 20 s
+      yield* t.provider.get // starts the refresh, which fails
       yield* settle
-      const afterFailure = yield* t.fake.calls
+      expect(yield* t.fake.calls).toBe(2)
+      yield* TestClock.adjust("60 seconds") // nobody asks: nothing happens
+      yield* settle
+      expect(yield* t.fake.calls).toBe(2)
       down = false
-      yield* TestClock.adjust("2 seconds") // past the 1 s throttle on 401-driven drops
-      expect(yield* t.provider.invalidate(first)).toBe(true)
-      // the failed refresh left a cool-down: this caller waits it out, then fetches
-      const fetched = yield* drive(yield* Effect.fork(t.value(t.provider.get)), "1 second")
-      const replaced = fetched._tag === "Success" ? fetched.value : "failed"
-      expect(replaced).toMatch(/^tok-\d+$/)
-      const calls = yield* t.fake.calls
-      yield* TestClock.adjust("30 seconds")
+      yield* t.provider.get // past the backoff: this get starts the next refresh
       yield* settle
-      expect(yield* t.fake.calls).toBe(calls) // the old loop woke up and did nothing
-      expect(yield* t.value(t.provider.get)).toBe(replaced)
-      expect(afterFailure).toBe(2)
+      expect(yield* t.fake.calls).toBe(3)
+      expect((yield* t.provider.state).status).toBe("fresh")
     }))
 
   it.scoped("401-driven drops are at most one per second", () =>
     Effect.gen(function*() {
       const t = yield* setup((n) => Effect.succeed(token(n)))
-      expect(yield* t.provider.invalidate(yield* t.provider.get)).toBe(true)
-      expect(yield* t.provider.invalidate(yield* t.provider.get)).toBe(false) // a server rejecting every token
-      yield* TestClock.adjust("1 second")
-      expect(yield* t.provider.invalidate(yield* t.provider.get)).toBe(true)
+      expect(yield* t.provider.invalidate(yield* t.provider.get)).toEqual({ _tag: "Dropped" })
+      yield* TestClock.adjust("400 millis")
+      // a server rejecting every token: held back, with the wait
+      expect(yield* t.provider.invalidate(yield* t.provider.get)).toEqual({ _tag: "Throttled", retryAfterMillis: 600 })
+      yield* TestClock.adjust("600 millis")
+      expect(yield* t.provider.invalidate(yield* t.provider.get)).toEqual({ _tag: "Dropped" })
       expect(yield* t.value(t.provider.get)).toBe("tok-3")
     }))
 })

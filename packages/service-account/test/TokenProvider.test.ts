@@ -133,9 +133,11 @@ describe("TokenProvider lifecycle (TestClock)", () => {
       expect(yield* t.requests("TokenEndpointError")).toBeGreaterThanOrEqual(2)
       expect(yield* t.waiters).toBe(1)
       healthy = true
+      // no timer retries on its own: the next callers past the backoff start the refresh that recovers
       for (let i = 0; i < 10; i++) {
-        yield* TestClock.adjust("1 second")
+        expect(yield* t.value(t.provider.get)).toMatch(/^tok-\d+$/)
         yield* settle
+        yield* TestClock.adjust("1 second")
       }
       expect((yield* t.provider.state).status).toBe("fresh")
       expect(yield* t.degraded).toBe(0)
@@ -157,12 +159,16 @@ describe("TokenProvider lifecycle (TestClock)", () => {
 
   it.scoped("does not cache a failed fetch as if it were a token", () =>
     Effect.gen(function*() {
-      const t = yield* setup((n) =>
-        Effect.succeed(n === 1 ? { status: 400, body: { error: "invalid_request" } } : token(n))
-      )
+      const t = yield* setup((n) => Effect.succeed(n === 1 ? { status: 500, body: "" } : token(n)), {
+        retry: { max_attempts: 1 }
+      })
       const error = yield* Effect.flip(t.provider.get)
-      expect(error._tag).toBe("TokenEndpointError")
-      expect(yield* t.value(t.provider.get)).toBe("tok-2") // same instant, no clock movement
+      expect(error).toMatchObject({ _tag: "TokenEndpointError", status: 500 })
+      // the next caller waits out the short transient cool-down (≤ 0.5 s), then gets a token
+      const next = yield* Effect.fork(t.value(t.provider.get))
+      yield* settle
+      yield* TestClock.adjust("500 millis")
+      expect(yield* Fiber.join(next)).toBe("tok-2")
       expect(yield* t.fake.calls).toBe(2)
     }))
 })
@@ -172,10 +178,10 @@ describe("TokenProvider invalidation and concurrency", () => {
     Effect.gen(function*() {
       const t = yield* setup((n) => Effect.succeed(token(n)))
       const first = yield* t.provider.get
-      expect(yield* t.provider.invalidate(first)).toBe(true)
+      expect(yield* t.provider.invalidate(first)).toEqual({ _tag: "Dropped" })
       const second = yield* t.provider.get
       expect(Redacted.value(second.token)).toBe("tok-2")
-      expect(yield* t.provider.invalidate(first)).toBe(false) // stale: never drops the current token
+      expect(yield* t.provider.invalidate(first)).toEqual({ _tag: "NotCurrent" }) // stale: never drops the current token
       expect(yield* t.value(t.provider.get)).toBe("tok-2")
       expect(yield* t.fake.calls).toBe(2)
     }))
@@ -184,11 +190,18 @@ describe("TokenProvider invalidation and concurrency", () => {
     Effect.gen(function*() {
       const t = yield* setup((n) => Effect.succeed(token(n)))
       const current = yield* t.provider.get
+      const results: Array<string> = []
       const dropped = yield* Effect.all(
-        Array.from({ length: 100 }, () => Effect.zipRight(t.provider.invalidate(current), t.provider.get)),
+        Array.from({ length: 100 }, () =>
+          t.provider.invalidate(current).pipe(
+            Effect.tap((result) => results.push(result._tag)),
+            Effect.zipRight(t.provider.get)
+          )),
         { concurrency: "unbounded" }
       )
       expect(yield* t.fake.calls).toBe(2)
+      expect(results.filter((tag) => tag === "Dropped")).toHaveLength(1)
+      expect(results.filter((tag) => tag === "NotCurrent")).toHaveLength(99)
       expect(new Set(dropped.map((tok) => Redacted.value(tok.token)))).toEqual(new Set(["tok-2"]))
     }))
 

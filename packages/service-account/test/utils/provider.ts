@@ -40,7 +40,9 @@ export const setup = (handler: FakeTokenEndpoint.Handler, extra: Record<string, 
         (a, b) => a + b
       ),
       requests: (outcome: string) => counterValue(Metrics.tokenRequests, { outcome }),
-      degraded: Effect.map(Metric.value(Metric.tagged(Metrics.degraded, "provider", name)), (s) => s.value)
+      degraded: Effect.map(Metric.value(Metric.tagged(Metrics.degraded, "provider", name)), (s) => s.value),
+      cooldownUntil: Effect.map(Metric.value(Metric.tagged(Metrics.cooldownUntil, "provider", name)), (s) => s.value),
+      cooldowns: (kind: string, reason: string) => counterValue(Metrics.cooldowns, { kind, reason })
     }
   })
 
