@@ -20,6 +20,7 @@ const stubAuth = (options: { fail?: unknown; throttled?: boolean } = {}) => {
   const invalidated: Array<string> = []
   const current = () => AccessToken.make({ token: `tok-${generation}`, issuedAt: 0, expiresInSeconds: 3600 })
   const auth: AuthHeaders.AuthHeaders = {
+    peek: () => undefined,
     forRequest: (context) =>
       Effect.suspend(() => {
         contexts.push(context)

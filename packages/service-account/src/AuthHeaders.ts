@@ -72,6 +72,14 @@ export interface AuthHeaders {
   readonly forRequest: (
     request: RequestContext.RequestContext
   ) => Effect.Effect<AuthHeaderSet, TokenError | ServiceTokenError>
+  /**
+   * The synchronous accessor: the headers `forRequest` would return, read without running an effect, when they do
+   * not depend on the request (the single pattern, or a static service token) and the bearer token can be served
+   * without a decision (see `TokenProvider.peek`); otherwise `undefined`. For hot paths that cannot afford an effect
+   * per request: call `peek()` first and fall back to `forRequest` when it returns `undefined` (only `forRequest`
+   * fetches tokens and starts refreshes).
+   */
+  readonly peek: () => AuthHeaderSet | undefined
   /** Compare-and-invalidate the bearer token a request was rejected with (see `TokenProvider.invalidate`). */
   readonly invalidate: (rejected: AccessToken.AccessToken) => Effect.Effect<InvalidateResult>
 }
@@ -112,21 +120,32 @@ export const make: Effect.Effect<AuthHeaders, never, TokenProvider | ServiceToke
       )
     const constant = serviceToken.constant
     if (constant === undefined) {
-      return { forRequest: resolve, invalidate: provider.invalidate }
+      return { forRequest: resolve, peek: () => undefined, invalidate: provider.invalidate }
     }
     // hot path: with a request-independent service header, one effect serves every request (nothing is allocated
-    // per call) and the set of the token `peek` returns is built once per token
-    let last: { readonly token: AccessToken.AccessToken; readonly set: Effect.Effect<AuthHeaderSet> } | undefined
-    const setFor = (token: AccessToken.AccessToken) => {
-      if (last === undefined || last.token !== token) last = { token, set: Effect.succeed(headerSet(token, constant)) }
-      return last.set
+    // per call), and the set of the token `peek` returns is built once per token
+    let last: {
+      readonly token: AccessToken.AccessToken
+      readonly set: AuthHeaderSet
+      readonly ready: Effect.Effect<AuthHeaderSet>
+    } | undefined
+    const cached = (token: AccessToken.AccessToken) => {
+      if (last === undefined || last.token !== token) {
+        const set = headerSet(token, constant)
+        last = { token, set, ready: Effect.succeed(set) }
+      }
+      return last
     }
-    const slow = Effect.flatMap(provider.get, setFor)
+    const slow = Effect.map(provider.get, (token) => cached(token).set)
     const hot: Effect.Effect<AuthHeaderSet, TokenError> = Effect.suspend(() => {
       const token = provider.peek()
-      return token === undefined ? slow : setFor(token)
+      return token === undefined ? slow : cached(token).ready
     })
-    return { forRequest: () => hot, invalidate: provider.invalidate }
+    const peek = () => {
+      const token = provider.peek()
+      return token === undefined ? undefined : cached(token).set
+    }
+    return { forRequest: () => hot, peek, invalidate: provider.invalidate }
   }
 )
 

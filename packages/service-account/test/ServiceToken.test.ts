@@ -8,8 +8,8 @@ import type { ServiceTokenFunction } from "@mcp-auth/service-account/ServiceAcco
 import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
-import { Effect, Layer, Option, Redacted, TestClock } from "effect"
-import { config } from "./utils/provider.js"
+import { Context, Effect, Layer, Option, Redacted, TestClock } from "effect"
+import { config, settle } from "./utils/provider.js"
 
 const request = RequestContext.make("https://mcp.example.com/mcp", "post", {
   mcpMethod: "tools/call",
@@ -210,6 +210,33 @@ describe("AuthHeaders", () => {
         Effect.provide(layer)
       )
       expect(AuthHeaders.toRecord(set)).toEqual({ Authorization: "Bearer tok-1" })
+    }))
+
+  it.scoped("peek: the synchronous accessor returns the set forRequest would, and nothing it would have to decide", () =>
+    Effect.gen(function*() {
+      const { fake, layer } = yield* withProvider(ServiceToken.layerStatic("svc-token"))
+      const context = yield* Layer.build(layer)
+      const auth = Context.get(context, AuthHeaders.AuthHeaders)
+      expect(auth.peek()).toBeUndefined() // no token yet: only forRequest fetches one
+      const set = yield* auth.forRequest(request)
+      expect(auth.peek()).toBe(set)
+      expect(AuthHeaders.toRecord(auth.peek()!)).toEqual({
+        Authorization: "Bearer tok-1",
+        "X-Service-Account-Token": "svc-token"
+      })
+      yield* TestClock.adjust("3590 seconds") // past the refresh point: a decision is due, so peek defers to forRequest
+      expect(auth.peek()).toBeUndefined()
+      yield* auth.forRequest(request) // starts the background refresh
+      yield* settle
+      expect(yield* fake.calls).toBe(2)
+    }))
+
+  it.scoped("peek is undefined when the service header depends on the request (a function)", () =>
+    Effect.gen(function*() {
+      const { layer } = yield* withProvider(ServiceToken.layerFunction(() => "per-request"))
+      const auth = Context.get(yield* Layer.build(layer), AuthHeaders.AuthHeaders)
+      yield* auth.forRequest(request)
+      expect(auth.peek()).toBeUndefined()
     }))
 
   it.scoped("the HttpClient middleware applies the headers and recovers once from a 401", () =>
