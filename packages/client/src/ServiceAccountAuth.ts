@@ -38,6 +38,7 @@ import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as HashMap from "effect/HashMap"
@@ -46,7 +47,8 @@ import * as EffectLogger from "effect/Logger"
 import * as EffectLogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
-import type * as Runtime from "effect/Runtime"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
 import * as AuthenticatedFetch from "./AuthenticatedFetch.js"
 import * as OAuthProviderAdapter from "./OAuthProviderAdapter.js"
 
@@ -131,12 +133,26 @@ export interface ServiceAccountAuth {
   }) => Promise<Record<string, string>>
   /** The current bearer token. Keep it in memory only. */
   readonly getToken: () => Promise<TokenInfo>
-  /** Drops the cached token if it is `accessToken` (after a 401 from an API you call yourself). */
-  readonly invalidate: (accessToken: string) => Promise<boolean>
+  /**
+   * Drops the cached token if it is `accessToken` (after a 401 from an API you call yourself), and says what it did:
+   *
+   * - `{ _tag: "Dropped" }`: it was the cached token and is gone; the next call fetches a new one. Retry your request
+   *   with a fresh `getHeaders()`.
+   * - `{ _tag: "NotCurrent" }`: the cache no longer holds it (another caller's 401 dropped it, or it was refreshed);
+   *   retry with a fresh `getHeaders()`, which returns the current token.
+   * - `{ _tag: "Throttled", retryAfterMillis }`: it is the cached token, but a token was dropped less than a second
+   *   ago, and drops are at most one per second (so a server that rejects every token cannot turn each request into a
+   *   token request). A second 401 this soon means the server rejects the new token too (wrong audience or scopes):
+   *   treat it as the server refusing this client, or wait `retryAfterMillis` before invalidating again.
+   */
+  readonly invalidate: (accessToken: string) => Promise<TokenProvider.InvalidateResult>
   readonly state: () => Promise<TokenProvider.TokenState>
   /** The SDK `OAuthClientProvider` adapter over the same token cache (see its limits). */
   readonly authProvider: (serverUrl?: URL | string) => OAuthClientProvider
-  /** Stops background refreshes and closes connections. */
+  /**
+   * Stops this provider's background refresh and closes its scope; the connections to the token endpoint close with
+   * the last provider sharing them (see {@link createServiceAccountAuth}). Every later call rejects.
+   */
   readonly close: () => Promise<void>
 }
 
@@ -144,56 +160,159 @@ interface Services {
   readonly provider: TokenProvider.TokenProvider
   readonly serviceToken: ServiceToken.ServiceToken
   readonly auth: AuthHeaders.AuthHeaders
-  readonly runtime: Runtime.Runtime<TokenProvider.TokenProvider | ServiceToken.ServiceToken>
+  /** The shared runtime. */
+  readonly base: Runtime.Runtime<HttpClient.HttpClient>
+}
+
+/** The service token of every provider without one. */
+const noServiceToken: ServiceToken.ServiceToken = Context.get(
+  Effect.runSync(Effect.scoped(Layer.build(ServiceToken.none))),
+  ServiceToken.ServiceToken
+)
+
+/**
+ * What providers in one process share: one runtime holding the token endpoint's HTTP client (one connection pool) and
+ * the logging, per distinct HTTP client (`options.httpClient`, else `ca_file`) and logging (`logger`, `logLevel`).
+ * Providers whose options differ in any of those get their own, so each keeps its own behaviour. The runtime lives
+ * while a provider uses it: the last `close()` disposes of it (its connections close). Metrics go to Effect's one
+ * global registry, shared anyway.
+ */
+interface Shared {
+  readonly runtime: ManagedRuntime.ManagedRuntime<HttpClient.HttpClient, ConfigurationError>
+  readonly path: readonly [client: unknown, logger: unknown, level: EffectLogLevel.LogLevel]
+  users: number
+}
+
+/** client key → logger (or undefined) → level → shared runtime */
+const shared = new Map<unknown, Map<unknown, Map<EffectLogLevel.LogLevel, Shared>>>()
+
+const lookupShared = (path: Shared["path"]): Shared | undefined => shared.get(path[0])?.get(path[1])?.get(path[2])
+
+const forgetShared = (entry: Shared): void => {
+  const [client, logger, level] = entry.path
+  const byLogger = shared.get(client)
+  const byLevel = byLogger?.get(logger)
+  if (byLevel?.get(level) !== entry) return
+  byLevel.delete(level)
+  if (byLevel.size === 0) byLogger!.delete(logger)
+  if (byLogger!.size === 0) shared.delete(client)
+}
+
+const acquireShared = (
+  path: Shared["path"],
+  make: () => Layer.Layer<HttpClient.HttpClient, ConfigurationError>
+): Shared => {
+  let entry = lookupShared(path)
+  if (entry === undefined) {
+    const created: Shared = { runtime: ManagedRuntime.make(make()), path, users: 0 }
+    const [client, logger, level] = path
+    let byLogger = shared.get(client)
+    if (byLogger === undefined) shared.set(client, byLogger = new Map())
+    let byLevel = byLogger.get(logger)
+    if (byLevel === undefined) byLogger.set(logger, byLevel = new Map())
+    byLevel.set(level, created)
+    // a runtime that failed to build (e.g. an unreadable ca_file) is not handed to later providers: they try again
+    created.runtime.runtime().catch(() => forgetShared(created))
+    entry = created
+  }
+  entry.users++
+  return entry
+}
+
+const releaseShared = (entry: Shared): Promise<void> => {
+  entry.users--
+  if (entry.users > 0) return Promise.resolve()
+  forgetShared(entry)
+  return entry.runtime.dispose()
 }
 
 /**
  * Creates the auth for one service account. `config` is the provider block as NAT users write it (snake_case keys);
  * it is validated at once and a `ConfigurationError` listing every problem is thrown if it is wrong.
  *
+ * Many providers in one process are cheap: providers created with the same `httpClient`/`ca_file`, `logger` and
+ * `logLevel` share one runtime, one HTTP connection pool and the metrics registry; each keeps its own token cache,
+ * refresh schedule and scope, closed by its own `close()`.
+ *
  * @since 0.1.0
  * @category Constructors
  */
 export const createServiceAccountAuth = (config: unknown, options: Options = {}): ServiceAccountAuth => {
-  const logLayer = logging(options)
+  const level = logLevelOf(options)
+  const logLayer = logging(options, level)
   const decoded = ServiceAccountConfig.decodeSync(config)
-  const layer = Layer.merge(
-    TokenProvider.layer(decoded, { name: options.name }).pipe(
-      Layer.provide(options.httpClient ?? TokenHttpClient.layerFromConfig(decoded))
-    ),
-    ServiceToken.layerFromConfig(decoded, { loadFunction: options.loadFunction, name: options.name })
+  const entry = acquireShared(
+    [options.httpClient ?? `ca_file:${decoded.caFile ?? ""}`, options.logger, level],
+    () => Layer.merge(options.httpClient ?? TokenHttpClient.layerFromConfig(decoded), logLayer)
   )
-  const runtime = ManagedRuntime.make(Layer.provide(layer, logLayer))
-  const run = <A, E>(effect: Effect.Effect<A, E, TokenProvider.TokenProvider | ServiceToken.ServiceToken>) =>
-    runtime.runPromiseExit(effect).then((exit) =>
-      Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
-    )
+  // this provider's token cache, background refresh and service token live in its own scope
+  const scope = Effect.runSync(Scope.make())
 
   let closed = false
+  let closing: Promise<void> | undefined
   const closedError = () => new Error("createServiceAccountAuth: this auth was closed; create a new one")
 
-  // Resolved once; the hot paths then read the token synchronously with TokenProvider.peek.
+  // Resolved once; the hot paths then read the token synchronously with TokenProvider.peek. A provider holds only
+  // what it needs: its token provider, service token and header builder (runtimes and contexts are the shared one's).
   let ready: Services | undefined
-  const services = run(Effect.gen(function*() {
-    const provider = yield* TokenProvider.TokenProvider
-    const serviceToken = yield* ServiceToken.ServiceToken
-    const auth = yield* AuthHeaders.make
-    const rt = yield* Effect.runtime<TokenProvider.TokenProvider | ServiceToken.ServiceToken>()
-    return (ready = { provider, serviceToken, auth, runtime: rt })
-  }))
+  const services: Promise<Services> = entry.runtime.runtime().then((base) =>
+    Runtime.runPromise(
+      base,
+      Effect.gen(function*() {
+        const provider = yield* TokenProvider.make(decoded, { name: options.name }).pipe(Scope.extend(scope))
+        const serviceToken = decoded.serviceToken === undefined
+          ? noServiceToken
+          : Context.get(
+            yield* Layer.buildWithScope(
+              ServiceToken.layerFromConfig(decoded, { loadFunction: options.loadFunction, name: options.name }),
+              scope
+            ),
+            ServiceToken.ServiceToken
+          )
+        const auth = yield* AuthHeaders.make.pipe(
+          Effect.provideService(TokenProvider.TokenProvider, provider),
+          Effect.provideService(ServiceToken.ServiceToken, serviceToken)
+        )
+        return (ready = { provider, serviceToken, auth, base })
+      })
+    )
+  )
   // surfaced by the first call; never an unhandled rejection
   services.catch(() => undefined)
 
-  const serverFetch = services.then(({ auth, runtime: rt }) =>
-    options.serverUrl === undefined
-      ? undefined
-      : AuthenticatedFetch.makeWith(auth, rt, {
-        serverUrl: options.serverUrl,
-        fetch: options.fetch,
-        headers: options.headers
-      })
-  )
-  serverFetch.catch(() => undefined)
+  const settle = <A>(exit: Exit.Exit<A, unknown>): A | Promise<never> =>
+    Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
+  /** Runs an effect in the shared runtime (its logging), with this provider's services. */
+  const run = <A, E>(effect: Effect.Effect<A, E, TokenProvider.TokenProvider | ServiceToken.ServiceToken>) =>
+    services.then(({ base, provider, serviceToken }) =>
+      Runtime.runPromiseExit(
+        base,
+        effect.pipe(
+          Effect.provideService(TokenProvider.TokenProvider, provider),
+          Effect.provideService(ServiceToken.ServiceToken, serviceToken)
+        )
+      )
+    ).then(settle)
+
+  // built on first use: most providers never call fetch
+  let serverFetch: Promise<AuthenticatedFetch.FetchLike | undefined> | undefined
+  const fetchFor = () =>
+    serverFetch ??= services.then(({ auth, base, provider, serviceToken }) =>
+      options.serverUrl === undefined
+        ? undefined
+        : AuthenticatedFetch.makeWith(
+          auth,
+          Runtime.make({
+            context: base.context.pipe(
+              Context.add(TokenProvider.TokenProvider, provider),
+              Context.add(ServiceToken.ServiceToken, serviceToken)
+            ),
+            fiberRefs: base.fiberRefs,
+            runtimeFlags: base.runtimeFlags
+          }),
+          { serverUrl: options.serverUrl, fetch: options.fetch, headers: options.headers }
+        )
+    )
 
   const tokenInfo = (token: AccessToken.AccessToken): TokenInfo => ({
     accessToken: Redacted.value(token.token),
@@ -202,27 +321,34 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
     scopes: [...token.scopes]
   })
 
-  // header records per bearer token when the service header does not depend on the request
-  const recordFor = new WeakMap<AccessToken.AccessToken, Record<string, string>>()
-  const defaultContext = RequestContext.make(options.serverUrl ?? decoded.tokenUrl, "POST")
+  // The headers of the last bearer token, when the service header does not depend on the request: the warm path
+  // compares one reference and builds one small object (a new one per call: callers may change what they get). Without
+  // a service header that is an object literal, cheaper than copying a record.
+  let lastToken: AccessToken.AccessToken | undefined
+  let lastBearer = ""
+  let lastHeaders: Record<string, string> | undefined
 
   const slowHeaders = async (request: Parameters<ServiceAccountAuth["getHeaders"]>[0]) => {
     const { auth, serviceToken } = await services
     const context = request === undefined
-      ? defaultContext
+      ? RequestContext.make(options.serverUrl ?? decoded.tokenUrl, "POST")
       : RequestContext.make(request.url ?? options.serverUrl ?? decoded.tokenUrl, request.method ?? "POST", {
         mcpMethod: request.mcpMethod
       })
     const set = await run(auth.forRequest(context) as Effect.Effect<AuthHeaders.AuthHeaderSet, ServiceTokenError>)
     const headers = AuthHeaders.toRecord(set)
-    if (serviceToken.constant !== undefined) recordFor.set(set.token, headers)
+    if (serviceToken.constant !== undefined) {
+      lastHeaders = Object.keys(headers).length === 1 ? undefined : headers
+      lastBearer = headers.Authorization!
+      lastToken = set.token
+    }
     return { ...headers }
   }
 
   return {
     fetch: async (url, init) => {
       if (closed) throw closedError()
-      const f = await serverFetch
+      const f = await fetchFor()
       if (f === undefined) {
         throw new Error(
           "createServiceAccountAuth: pass options.serverUrl to use fetch (it authenticates that server only)"
@@ -232,10 +358,9 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
     },
     getHeaders: (request) => {
       if (closed) return Promise.reject(closedError())
-      if (ready !== undefined && ready.serviceToken.constant !== undefined) {
-        const token = ready.provider.peek()
-        const cached = token === undefined ? undefined : recordFor.get(token)
-        if (cached !== undefined) return Promise.resolve({ ...cached })
+      // lastToken is only set when the service header is request-independent
+      if (lastToken !== undefined && ready!.provider.peek() === lastToken) {
+        return Promise.resolve(lastHeaders === undefined ? { Authorization: lastBearer } : { ...lastHeaders })
       }
       return slowHeaders(request)
     },
@@ -246,17 +371,29 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
         ? Promise.resolve(tokenInfo(token))
         : services.then(({ provider }) => run(provider.get)).then(tokenInfo)
     },
-    invalidate: (accessToken) =>
-      run(Effect.flatMap(
-        TokenProvider.TokenProvider,
-        (p) => p.invalidate(AccessToken.make({ token: accessToken, issuedAt: 0, expiresInSeconds: 0 }))
-      )),
-    state: async () => run(Effect.flatMap(TokenProvider.TokenProvider, (p) => p.state)),
+    invalidate: (accessToken) => {
+      if (closed) return Promise.reject(closedError())
+      return services.then(({ provider }) =>
+        run(provider.invalidate(AccessToken.make({ token: accessToken, issuedAt: 0, expiresInSeconds: 0 })))
+      )
+    },
+    state: () => {
+      if (closed) return Promise.reject(closedError())
+      return services.then(({ provider }) => run(provider.state))
+    },
     authProvider: (serverUrl) =>
       OAuthProviderAdapter.makeWith(decoded, run, { serverUrl: serverUrl ?? options.serverUrl }),
     close: () => {
       closed = true
-      return runtime.dispose()
+      if (closing === undefined) {
+        // once this provider is built (or has failed to build), its scope closes in the shared runtime (its
+        // finalizers log through the same logger); the shared runtime is disposed of with its last provider
+        closing = services.then(() => undefined, () => undefined)
+          .then(() => entry.runtime.runPromise(Scope.close(scope, Exit.void)))
+          .catch(() => undefined)
+          .then(() => releaseShared(entry))
+      }
+      return closing
     }
   }
 }
@@ -304,11 +441,8 @@ const toLogger = (target: Logger): EffectLogger.Logger<unknown, void> =>
     }
   })
 
-/**
- * The runtime's logging: Effect's default logger (which prints to stdout) is replaced by a stderr logger or the
- * user's, behind the minimum level. Wrong options throw at once, like a wrong config.
- */
-const logging = (options: Options): Layer.Layer<never> => {
+/** The minimum level of `options.logLevel`; a wrong one throws at once, like a wrong config. */
+const logLevelOf = (options: Options): EffectLogLevel.LogLevel => {
   const level = options.logLevel === undefined
     ? EffectLogLevel.Warning
     : Object.hasOwn(levels, options.logLevel)
@@ -321,6 +455,14 @@ const logging = (options: Options): Layer.Layer<never> => {
       }`
     )
   }
+  return level
+}
+
+/**
+ * The runtime's logging: Effect's default logger (which prints to stdout) is replaced by a stderr logger or the
+ * user's, behind the minimum level. Wrong options throw at once, like a wrong config.
+ */
+const logging = (options: Options, level: EffectLogLevel.LogLevel): Layer.Layer<never> => {
   const target = options.logger
   if (
     target !== undefined &&
