@@ -1,6 +1,8 @@
 /**
- * The metrics mcp-auth records, as Effect `Metric`s. Every metric carries a `provider` tag (the provider's name, by
- * default its `client_id`); labels never hold a secret or a token. Export them with any Effect metrics exporter, for
+ * The metrics mcp-auth records, as Effect `Metric`s. Counters and gauges carry a `provider` tag (the provider's name, by
+ * default its `client_id`); the latency histograms carry `token_url` instead (the token endpoint without query or user
+ * info), so a process with thousands of providers of one identity provider keeps one series per histogram. Labels never
+ * hold a secret or a token. Export them with any Effect metrics exporter, for
  * example `@effect/opentelemetry`'s `NodeSdk.layer({ metricReader })`, or read them with `Metric.value` /
  * `Metric.snapshot`.
  *
@@ -23,7 +25,9 @@ export const tokenRequests = Metric.counter("mcp_auth_token_requests_total", {
 })
 
 /**
- * `get` calls answered from the cached token without waiting.
+ * `get` / `peek` calls answered from the cached token without waiting. Counted in batches: added every 256 hits and
+ * whenever the provider's state changes (at least once per token lifetime), so it may trail the true count by a few
+ * hundred hits.
  *
  * @since 0.1.0
  * @category Metrics

@@ -174,7 +174,9 @@ export class NetworkError extends Schema.TaggedError<NetworkError>("@mcp-auth/se
 }
 
 /**
- * Why a successful (HTTP 200) token response was rejected.
+ * Why a successful (HTTP 200) token response was rejected. `arrived_late` is the one that retrying may fix: the token
+ * was fine, but the response took so long that too little of its lifetime was left to use it (a slow or overloaded
+ * token endpoint); every other reason is the identity provider's configuration or a bug, and retrying cannot help.
  *
  * @since 0.1.0
  * @category Models
@@ -186,7 +188,8 @@ export const MalformedReason = Schema.Literal(
   "token_type",
   "expires_in",
   "scope",
-  "too_large"
+  "too_large",
+  "arrived_late"
 )
 
 /**
@@ -217,9 +220,14 @@ export class MalformedResponseError extends Schema.TaggedError<MalformedResponse
    * @since 0.1.0
    */
   override get message(): string {
-    return this.reason === "missing_access_token"
-      ? `Access token not found in token response from ${this.tokenUrl}: ${this.detail}`
-      : `Malformed token response from ${this.tokenUrl}: ${this.detail}`
+    switch (this.reason) {
+      case "missing_access_token":
+        return `Access token not found in token response from ${this.tokenUrl}: ${this.detail}`
+      case "arrived_late":
+        return `The token from ${this.tokenUrl} arrived too late to use: ${this.detail}`
+      default:
+        return `Malformed token response from ${this.tokenUrl}: ${this.detail}`
+    }
   }
 }
 
@@ -431,8 +439,9 @@ const tokenErrorTags: ReadonlySet<string> = new Set([
 export const isTokenError = (u: unknown): u is TokenError => isServiceAccountError(u) && tokenErrorTags.has(u._tag)
 
 /**
- * Whether retrying the token request may succeed: network failures, timeouts, 5xx, 429. Never invalid credentials,
- * other OAuth errors, TLS failures or malformed successes.
+ * Whether retrying the token request may succeed: network failures, timeouts, 5xx, 429, and a token that arrived too
+ * late to use (`MalformedResponseError` with reason `arrived_late`). Never invalid credentials, other OAuth errors, TLS
+ * failures or malformed successes.
  *
  * @since 0.1.0
  * @category Guards
@@ -445,6 +454,8 @@ export const isTransient = (error: TokenError): boolean => {
       return true
     case "TokenEndpointError":
       return error.status >= 500 || error.status === 408
+    case "MalformedResponseError":
+      return error.reason === "arrived_late"
     default:
       return false
   }

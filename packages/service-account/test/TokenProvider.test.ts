@@ -157,6 +157,23 @@ describe("TokenProvider lifecycle (TestClock)", () => {
       expect(error).toMatchObject({ _tag: "TokenEndpointError", status: 502 })
     }))
 
+  it.scoped("in an outage, a token in its last second beats an error; after expiry callers get the error", () =>
+    Effect.gen(function*() {
+      const t = yield* setup(
+        (n) => Effect.succeed(n === 1 ? token(n, 60) : { status: 503, body: "" }),
+        { retry: { max_attempts: 1 } }
+      )
+      yield* t.provider.get
+      yield* TestClock.adjust("59500 millis") // past the usable window (59 s), before expiry (60 s)
+      expect(yield* t.value(t.provider.get)).toBe("tok-1") // the fetch failed: its waiters get the valid token
+      expect(yield* t.value(t.provider.get)).toBe("tok-1") // in the cool-down: served without a request
+      const calls = yield* t.fake.calls
+      yield* TestClock.adjust("600 millis")
+      const error = yield* Effect.flip(t.provider.get)
+      expect(error).toMatchObject({ _tag: "TokenEndpointError", status: 503 })
+      expect(calls).toBe(2)
+    }))
+
   it.scoped("does not cache a failed fetch as if it were a token", () =>
     Effect.gen(function*() {
       const t = yield* setup((n) => Effect.succeed(n === 1 ? { status: 500, body: "" } : token(n)), {

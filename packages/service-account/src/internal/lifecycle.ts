@@ -149,7 +149,8 @@ export const MIN_INVALIDATION_INTERVAL_MS = 1000
  * Refresh schedule of a token: lead = min(buffer, lifetime / 2); background refresh at `expiresAt - lead × U(0.8, 1)`
  * (or at `refresh_in` when the server sent an earlier one, but never before 10 % of the lifetime or 1 s, so a server
  * cannot make every call a token request); usable until `expiresAt - min(1 s, lifetime / 4)`, so a token is never
- * handed out in its last second, whatever the buffer.
+ * handed out in its last second, whatever the buffer, while a new one can be had (see `get` and `failed`: when none can,
+ * a token that has not expired beats an error).
  *
  * @internal
  */
@@ -213,6 +214,10 @@ const get = (s: State, now: number, settings: Settings): Step => {
   const cooldown = activeCooldown(s, now)
   let notBefore = now
   if (cooldown !== undefined) {
+    // no new token can be had now: a token in its last moments beats an error
+    if (entry !== undefined && now < entry.token.expiresAt) {
+      return { state: s, commands: [{ _tag: "Serve", token: entry.token }] }
+    }
     const wait = cooldown.until - now
     if (cooldown.kind === "permanent" || wait > settings.maxWaitMillis) {
       return { state: s, commands: [{ _tag: "Fail", error: withWait(cooldown.error, wait) }] }
@@ -255,10 +260,9 @@ const install = (
 const unusableOnArrival = (token: AccessToken.AccessToken, now: number, settings: Settings): TokenError =>
   new MalformedResponseError({
     tokenUrl: settings.tokenUrl,
-    reason: "expires_in",
-    detail: `the token arrived with ${Math.max(0, token.expiresAt - now)}ms of its ` +
-      `${AccessToken.lifetimeMillis(token)}ms lifetime left, too little to use: ` +
-      "raise the token lifetime at the identity provider"
+    reason: "arrived_late",
+    detail: `it came with ${Math.max(0, token.expiresAt - now)} ms of its ${AccessToken.lifetimeMillis(token)} ms ` +
+      "lifetime left, too little to use (retried: the token endpoint answered slowly)"
   })
 
 const failed = (
@@ -281,7 +285,13 @@ const failed = (
   const cooldown: Cooldown | undefined = waitMillis > 0
     ? { until: now + waitMillis, error, kind: permanent ? "permanent" : "transient" }
     : undefined
-  const commands: Array<Command> = [{ _tag: "Settle", id: fetch.id, result: { _tag: "Error", error } }]
+  // the callers waiting on this fetch: a token not yet expired (in its last moments) beats an error
+  const last = s.entry !== undefined && now < s.entry.token.expiresAt ? s.entry.token : undefined
+  const commands: Array<Command> = [{
+    _tag: "Settle",
+    id: fetch.id,
+    result: last !== undefined ? { _tag: "Token", token: last } : { _tag: "Error", error }
+  }]
   if (permanent && cooldown !== undefined) {
     commands.push({
       _tag: "Log",

@@ -167,6 +167,7 @@ export const parseResponse = (
   /** Our own text (server values already scrubbed where they are interpolated): not truncated, not scrubbed again. */
   const expired = (detail: string) =>
     Either.left(new MalformedResponseError({ tokenUrl, reason: "expires_in", detail }))
+  const late = (detail: string) => Either.left(new MalformedResponseError({ tokenUrl, reason: "arrived_late", detail }))
 
   if (tooLarge) {
     return malformed("too_large", `the response body is larger than ${MAX_BODY} bytes`)
@@ -232,7 +233,7 @@ export const parseResponse = (
     refreshIn: numeric(object.refresh_in)
   })
   if (token.expiresAt <= now) {
-    return expired(
+    return late(
       `the token expired before its response arrived: its lifetime is ${AccessToken.lifetimeMillis(token)} ms ` +
         `but the request took ${now - issuedAt} ms; give the client a longer access token lifetime at the ` +
         "identity provider, or find why the token endpoint answers so slowly"

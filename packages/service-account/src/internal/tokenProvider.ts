@@ -50,11 +50,73 @@ interface Attempts {
   last: TokenError | undefined
 }
 
-/** The hot path's view of the state: `Lifecycle.lease`, with the effect that serves its token built once. */
-interface Hot {
-  readonly token: AccessToken.AccessToken
-  readonly until: number
-  readonly ready: Effect.Effect<AccessToken.AccessToken>
+/**
+ * The hot path's view of the state: `Lifecycle.lease`, with the effect that serves its token built once, and the cache
+ * hits served from it that the counter has not seen yet.
+ */
+class Hot {
+  served = 0
+  constructor(
+    readonly token: AccessToken.AccessToken,
+    readonly until: number,
+    readonly ready: Effect.Effect<AccessToken.AccessToken>
+  ) {}
+}
+
+/**
+ * Cache hits reach the counter in batches of this many, and whenever the hot view changes (at every transition and
+ * when the provider closes): counting each hit would cost more than the hit itself once thousands of providers share a
+ * process.
+ */
+const HIT_BATCH = 256
+
+/**
+ * The provider object. The hot path is its own methods and fields, so a warm `peek` or `get` touches this object, its
+ * `Hot` view and the clock, nothing else: with thousands of providers in a process, each one more object is one more
+ * cache miss.
+ */
+class Provider implements TokenProvider.TokenProvider {
+  readonly [TypeId]: TokenProvider.TypeId = TypeId
+  hot: Hot | undefined = undefined
+  readonly get: Effect.Effect<AccessToken.AccessToken, TokenError>
+  constructor(
+    readonly name: string,
+    readonly tokenUrl: string,
+    private readonly clock: Clock.Clock,
+    private readonly hits: Metric.Metric.Counter<number>,
+    slow: Effect.Effect<AccessToken.AccessToken, TokenError>,
+    readonly invalidate: (rejected: AccessToken.AccessToken) => Effect.Effect<TokenProvider.InvalidateResult>,
+    readonly adopt: (token: AccessToken.AccessToken) => Effect.Effect<void>,
+    readonly state: Effect.Effect<TokenProvider.TokenState>
+  ) {
+    this.get = Effect.suspend(() => this.lease()?.ready ?? slow)
+  }
+  /** The hot view when it may serve now (counting the hit), else `undefined`. */
+  lease(): Hot | undefined {
+    const h = this.hot
+    if (h === undefined || this.clock.unsafeCurrentTimeMillis() >= h.until) return undefined
+    if (++h.served === HIT_BATCH) this.flush(h)
+    return h
+  }
+  peek(): AccessToken.AccessToken | undefined {
+    return this.lease()?.token
+  }
+  flush(h: Hot): void {
+    if (h.served > 0) this.hits.unsafeUpdate(h.served, noLabels)
+    h.served = 0
+  }
+  /** Replaces the hot view (inside the state's atomic update). */
+  publish(lease: ReturnType<typeof Lifecycle.lease>): void {
+    const h = this.hot
+    if (h !== undefined) this.flush(h)
+    this.hot = lease === undefined
+      ? undefined
+      : new Hot(
+        lease.token,
+        lease.until,
+        h !== undefined && h.token === lease.token ? h.ready : Effect.succeed(lease.token)
+      )
+  }
 }
 
 /** @internal */
@@ -97,11 +159,14 @@ export const make = (
       return found
     }
 
+    // latency histograms are per identity provider, not per provider: thousands of tenants of one IdP share a series
+    const endpointLabels = [MetricLabel.make("token_url", tokenUrl)]
     // the hot path's counter, tagged once: an update is then one hook call, without a per-call lookup
     const hits = Metric.tagged(Metrics.cacheHits, "provider", name)
 
     const ref = yield* Ref.make(Lifecycle.initial)
-    let hot: Hot | undefined
+    // assigned once the effects it needs exist; every transition publishes its hot view to it
+    let self: Provider | undefined
 
     /** Metrics follow the state: updated here, when it changes, never when it is read. */
     const observe = (before: Lifecycle.State, after: Lifecycle.State) => {
@@ -127,14 +192,7 @@ export const make = (
       Effect.flatMap(
         Ref.modify(ref, (before) => {
           const next = Lifecycle.transition(before, event, clock.unsafeCurrentTimeMillis(), settings)
-          if (next.state !== before) {
-            const lease = Lifecycle.lease(next.state)
-            hot = lease === undefined
-              ? undefined
-              : hot !== undefined && hot.token === lease.token
-              ? { ...hot, until: lease.until }
-              : { ...lease, ready: Effect.succeed(lease.token) }
-          }
+          if (next.state !== before) self?.publish(Lifecycle.lease(next.state))
           return [[before, next] as const, next.state]
         }),
         ([before, next]) => {
@@ -221,7 +279,7 @@ export const make = (
             )
           )
         )
-        Metrics.fetchSeconds.unsafeUpdate((clock.unsafeCurrentTimeMillis() - started) / 1000, labels)
+        Metrics.fetchSeconds.unsafeUpdate((clock.unsafeCurrentTimeMillis() - started) / 1000, endpointLabels)
         const u = yield* Random.next
         const error = exitError(exit)
         if (Exit.isFailure(exit) && error === undefined) {
@@ -254,7 +312,7 @@ export const make = (
       Effect.flatMap(Effect.forkIn(cache.get(id), scope), Fiber.join).pipe(
         Effect.flatMap((outcome) => {
           if (outcome === undefined) return get
-          Metrics.waitSeconds.unsafeUpdate((clock.unsafeCurrentTimeMillis() - since) / 1000, labels)
+          Metrics.waitSeconds.unsafeUpdate((clock.unsafeCurrentTimeMillis() - since) / 1000, endpointLabels)
           Metrics.waiters.unsafeUpdate(1, labelsFor("role", leader ? "leader" : "coalesced"))
           return outcome._tag === "Token" ? Effect.succeed(outcome.token) : Effect.fail(outcome.error)
         })
@@ -287,23 +345,8 @@ export const make = (
       return Effect.zipRight(started, reply)
     }
 
-    const serveHot = (h: Hot) => {
-      hits.unsafeUpdate(1, noLabels)
-      return h.ready
-    }
-
-    const get: Effect.Effect<AccessToken.AccessToken, TokenError> = Effect.suspend(() => {
-      const h = hot
-      if (h !== undefined && clock.unsafeCurrentTimeMillis() < h.until) return serveHot(h)
-      return Effect.flatMap(step({ _tag: "Get" }), answer)
-    })
-
-    const peek = (): AccessToken.AccessToken | undefined => {
-      const h = hot
-      if (h === undefined || clock.unsafeCurrentTimeMillis() >= h.until) return undefined
-      hits.unsafeUpdate(1, noLabels)
-      return h.token
-    }
+    const get: Effect.Effect<AccessToken.AccessToken, TokenError> = Effect.suspend(() => self!.get)
+    const slow = Effect.flatMap(step({ _tag: "Get" }), answer)
 
     const invalidate = (rejected: AccessToken.AccessToken): Effect.Effect<TokenProvider.InvalidateResult> =>
       Effect.map(step({ _tag: "Invalidate", rejected }), (commands) => {
@@ -328,16 +371,7 @@ export const make = (
       Lifecycle.describe
     )
 
-    return {
-      [TypeId]: TypeId,
-      name,
-      tokenUrl,
-      get,
-      peek,
-      invalidate,
-      adopt,
-      state
-    } satisfies TokenProvider.TokenProvider
+    return self = new Provider(name, tokenUrl, clock, hits, slow, invalidate, adopt, state)
   })
 
 const exitError = (exit: Exit.Exit<unknown, TokenError>): TokenError | undefined =>
