@@ -3,7 +3,7 @@
  * `results/latest.json` and renders `BENCHMARKS.md` from it.
  *
  * `BENCH_ONLY=t1t4,t2` (or the ids as arguments: `pnpm bench cli`) runs a subset (ids: cli t1t4 t3t9 t6 t7t11 t2 memory
- * e1 e2) and writes its JSON to the system temp directory instead, leaving the committed files alone; with
+ * many e1 e2) and writes its JSON to the system temp directory instead, leaving the committed files alone; with
  * `BENCH_MERGE=1` its scenarios replace theirs in `results/latest.json` and `BENCHMARKS.md` is rendered again.
  */
 import * as TestPki from "@mcp-auth/testing/TestPki"
@@ -14,8 +14,9 @@ import { fileURLToPath } from "node:url"
 import { prepareRunner } from "./children.js"
 import { cliStartup } from "./cliStartup.js"
 import { type BenchEnv, startSdkHerd, t1t4, t2, t3t9, t6, t7t11 } from "./plans.js"
+import { many } from "./plansMany.js"
 import { e1, e2, memory } from "./plansMcp.js"
-import { render } from "./report.js"
+import { render, renderFile } from "./report.js"
 import type { Results, ScenarioResult } from "./results.js"
 
 const benchDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
@@ -90,12 +91,20 @@ const runAll = async (
   await step("t7t11", t7t11)
   await step("t2", t2)
   await step("memory", memory)
+  await step("many", () => many())
   await step("e1", () => e1())
   await step("e2", () => e2())
   return results
 }
 
-const order = ["T1", "T2", "T3", "T4", "T6", "T7", "T9", "T11", "E1", "E2", "Memory", "CLI"]
+const order = ["T1", "T2", "T3", "T4", "T6", "T7", "T9", "T11", "E1", "E2", "Memory", "Many", "CLI"]
+
+/** Writes `BENCHMARKS.md`, keeping the soak block `pnpm soak` added to it. */
+const writeMarkdown = (results: Results) => {
+  const file = path.join(benchDir, "BENCHMARKS.md")
+  const previous = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined
+  fs.writeFileSync(file, renderFile(results, previous))
+}
 
 const main = async () => {
   const started = Date.now()
@@ -150,7 +159,7 @@ const main = async () => {
         .sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id))
     }
     fs.writeFileSync(file, JSON.stringify(merged, null, 2) + "\n")
-    fs.writeFileSync(path.join(benchDir, "BENCHMARKS.md"), render(merged))
+    writeMarkdown(merged)
     process.stdout.write(`[bench] merged ${[...ids].join(", ")} into BENCHMARKS.md and results/latest.json\n`)
   } else if (only !== undefined) {
     const file = path.join(os.tmpdir(), `mcp-auth-bench-partial-${Date.now()}.json`)
@@ -160,7 +169,7 @@ const main = async () => {
   } else {
     fs.mkdirSync(path.join(benchDir, "results"), { recursive: true })
     fs.writeFileSync(path.join(benchDir, "results", "latest.json"), JSON.stringify(results, null, 2) + "\n")
-    fs.writeFileSync(path.join(benchDir, "BENCHMARKS.md"), render(results))
+    writeMarkdown(results)
     process.stdout.write(
       `[bench] wrote BENCHMARKS.md and results/latest.json in ${results.totalSeconds.toFixed(0)} s\n`
     )

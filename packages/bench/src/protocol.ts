@@ -66,7 +66,7 @@ export interface PeerOptions {
   readonly serverRejectsExpired?: boolean | undefined
 }
 
-export type ScenarioId = "t1" | "t2" | "t3" | "t4" | "t6" | "t7" | "t9" | "t11" | "memory" | "e1" | "e2"
+export type ScenarioId = "t1" | "t2" | "t3" | "t4" | "t6" | "t7" | "t9" | "t11" | "memory" | "many" | "e1" | "e2"
 
 /** Parent → child: what to run. */
 export interface Job {

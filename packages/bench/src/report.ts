@@ -97,6 +97,21 @@ export const render = (results: Results): string => {
   return out.join("\n")
 }
 
+const SOAK_START = "<!-- soak:start -->"
+const SOAK_END = "<!-- soak:end -->"
+
+/**
+ * `BENCHMARKS.md` as written: {@link render}ed from the results, then the soak block of the file it replaces
+ * (`<!-- soak:start -->` … `<!-- soak:end -->`, written by `pnpm soak`), kept verbatim at the end.
+ */
+export const renderFile = (results: Results, previous: string | undefined): string => {
+  const rendered = render(results)
+  const start = previous?.indexOf(SOAK_START) ?? -1
+  const end = start < 0 ? -1 : previous!.indexOf(SOAK_END, start)
+  if (end < 0) return rendered
+  return `${rendered}\n${previous!.slice(start, end + SOAK_END.length)}\n`
+}
+
 const labelOf = (s: ScenarioResult, key: string): string => s.columns.find((c) => c.key === key)?.label ?? key
 
 const peerNotes: ReadonlyArray<string> = [

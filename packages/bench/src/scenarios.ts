@@ -264,6 +264,11 @@ export const runScenario = async (context: ChildContext): Promise<unknown> => {
       return { before, after, afterTwice, elapsedMs }
     }
 
+    case "many": {
+      const { runMany } = await import("./many.js")
+      return runMany(context)
+    }
+
     case "e1":
     case "e2": {
       const { runMcp } = await import("./mcp.js")
