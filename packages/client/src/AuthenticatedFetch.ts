@@ -3,9 +3,10 @@
  * every request to the MCP endpoint (POST, the GET stream and its reconnects, DELETE), and to nothing else.
  *
  * On a 401 from the MCP server the rejected token is invalidated (compare-and-invalidate: concurrent 401s carrying
- * one token cause one refresh) and the request is replayed once with a fresh token, so the SDK never sees the 401 and
- * its own re-auth paths never run. When the drop is held back (a token was already dropped less than a second ago:
- * the server rejects every token), the 401 is thrown at once, without a replay. A 403 is not retried. Token and service-token failures are thrown as their typed
+ * one token cause one refresh) and the request is replayed with a fresh token, so the SDK never sees the 401 and its
+ * own re-auth paths never run. The replays stop when the drop is held back (a token fetched after the last drop was
+ * rejected within a second: the server refuses this client; that 401 is thrown) and after three requests (a replay can
+ * meet a token revoked in the same event as the first). A 403 is not retried. Token and service-token failures are thrown as their typed
  * errors and come out of `client.connect()` / `client.callTool()` unchanged.
  *
  * @since 0.1.0
@@ -21,6 +22,9 @@ import * as Exit from "effect/Exit"
 import * as Runtime from "effect/Runtime"
 import { parseChallenge } from "./internal/challenge.js"
 import { McpForbiddenError, McpUnauthorizedError } from "./McpClientError.js"
+
+/** Requests per call at most: the first and up to two replays after 401s. */
+const MAX_SENDS = 3
 
 /**
  * @since 0.1.0
@@ -128,22 +132,20 @@ export const makeWith = <R>(
     const url = new URL(input)
     if (!matches(url)) return base(input, init)
     const context = RequestContext.make(url, init?.method ?? "GET", mcpInfo(init?.body))
-    const first = await run(auth.forRequest(context))
-    const response = await send(url, init, first)
-    if (response.status === 403) throw await refused(response)
-    if (response.status !== 401) return response
-    const invalidated = await run(auth.invalidate(first.token))
-    // held back by the once-a-second limit, the cache still holds the rejected token: a replay would carry it again
-    if (invalidated._tag === "Throttled" || !replayable(init?.body)) throw await refused(response)
-    await response.body?.cancel().catch(() => undefined)
-    const second = await run(auth.forRequest(context))
-    const retried = await send(url, init, second)
-    if (retried.status === 401) {
-      await run(auth.invalidate(second.token))
-      throw await refused(retried)
+    // A 401 drops the rejected token and replays with a fresh one. The replays stop as soon as the drop is held
+    // back (a token fetched after the last drop was rejected within a second: the server refuses this client) and
+    // after MAX_SENDS requests (a replay can meet a token revoked in the same event that revoked the first one).
+    for (let sent = 1;; sent++) {
+      const headers = await run(auth.forRequest(context))
+      const response = await send(url, init, headers)
+      if (response.status === 403) throw await refused(response)
+      if (response.status !== 401) return response
+      const invalidated = await run(auth.invalidate(headers.token))
+      if (invalidated._tag === "Throttled" || sent >= MAX_SENDS || !replayable(init?.body)) {
+        throw await refused(response)
+      }
+      await response.body?.cancel().catch(() => undefined)
     }
-    if (retried.status === 403) throw await refused(retried)
-    return retried
   }
 }
 

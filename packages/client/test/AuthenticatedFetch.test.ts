@@ -13,8 +13,12 @@ interface Sent {
   readonly body: unknown
 }
 
-/** A stub AuthHeaders handing out tok-1, tok-2, … (a new one after each successful invalidation). */
-const stubAuth = (options: { fail?: unknown; throttled?: boolean } = {}) => {
+/**
+ * A stub AuthHeaders handing out tok-1, tok-2, … (a new one after each successful invalidation). Like the real
+ * provider, it holds back a drop of a token fetched after the last drop (`drops` drops are allowed; default 1).
+ */
+const stubAuth = (options: { fail?: unknown; throttled?: boolean; drops?: number } = {}) => {
+  let drops = 0
   let generation = 1
   const contexts: Array<RequestContext> = []
   const invalidated: Array<string> = []
@@ -39,6 +43,8 @@ const stubAuth = (options: { fail?: unknown; throttled?: boolean } = {}) => {
         invalidated.push(Redacted.value(rejected.token))
         if (options.throttled) return { _tag: "Throttled", retryAfterMillis: 400 } as const
         if (Redacted.value(rejected.token) !== `tok-${generation}`) return { _tag: "NotCurrent" } as const
+        if (drops >= (options.drops ?? 1)) return { _tag: "Throttled", retryAfterMillis: 400 } as const
+        drops++
         generation++
         return { _tag: "Dropped" } as const
       })
@@ -152,6 +158,26 @@ describe("AuthenticatedFetch", () => {
       })
       expect(error.message).toContain("rejected a freshly fetched token (invalid_token: audience mismatch)")
       expect(sent).toHaveLength(2)
+    }))
+
+  it.live("a replay that meets a token revoked with the first is dropped too and replayed again, three requests at most", () =>
+    Effect.promise(async () => {
+      const { auth, invalidated } = stubAuth({ drops: 5 })
+      const { fetch, sent } = stubFetch((bearer) => new Response("", { status: bearer === "Bearer tok-3" ? 200 : 401 }))
+      const response = await make(auth, fetch)("https://mcp.example.com/mcp", { method: "POST", body: rpc("ping") })
+      expect(response.status).toBe(200)
+      expect(invalidated).toEqual(["tok-1", "tok-2"])
+      expect(sent.map((s) => s.headers["authorization"])).toEqual(["Bearer tok-1", "Bearer tok-2", "Bearer tok-3"])
+      // a server refusing every token, with every drop allowed: still three requests, then the typed error
+      const always = stubAuth({ drops: 5 })
+      const refusing = stubFetch(() => new Response("", { status: 401 }))
+      const error = await make(always.auth, refusing.fetch)("https://mcp.example.com/mcp", {
+        method: "POST",
+        body: "{}"
+      })
+        .catch((e) => e)
+      expect(error).toMatchObject({ _tag: "McpUnauthorizedError" })
+      expect(refusing.sent).toHaveLength(3)
     }))
 
   it.live("a 401 whose drop is held back by the once-a-second limit is thrown at once: a replay would resend it", () =>

@@ -105,10 +105,11 @@ export interface Diagnostics {
  * - `Dropped`: the cached token was the rejected one and is gone; the next `get` fetches a new token.
  * - `NotCurrent`: the cache does not hold the rejected token (another caller dropped it already, or it was replaced):
  *   nothing to do, `get` returns the current token.
- * - `Throttled`: the rejected token is current, but a token was dropped less than a second ago. Drops are at most one
- *   per second, so a resource server that rejects every token cannot turn each request into a token request. Treat a
- *   second rejection within `retryAfterMillis` as the server refusing the client (wrong audience or scopes), not as a
- *   stale token; retry after `retryAfterMillis` if you must.
+ * - `Throttled`: the rejected token is current, but it was fetched after a drop less than a second ago. Such drops are
+ *   at most one per second, so a resource server that rejects every token cannot turn each request into a token
+ *   request. Treat it as the server refusing the client (wrong audience or scopes), not as a stale token; retry after
+ *   `retryAfterMillis` if you must. (A token requested before the last drop, e.g. by a refresh under way when the
+ *   server revoked tokens, is dropped.)
  *
  * @since 0.1.0
  * @category Models

@@ -328,6 +328,22 @@ describe("token endpoint failure policy", () => {
       expect((yield* t.provider.state).status).toBe("fresh")
     }))
 
+  it.scoped("within that second, a token requested before the last drop (revoked in the same event) may still go", () =>
+    Effect.gen(function*() {
+      const t = yield* setup((n) => Effect.succeed(token(n)))
+      yield* t.provider.get // tok-1, requested at 0
+      yield* TestClock.adjust("1 second")
+      expect(yield* t.provider.invalidate(yield* t.provider.get)).toEqual({ _tag: "Dropped" }) // drop at 1 s
+      yield* TestClock.adjust("200 millis")
+      // a refresh that was under way when the server revoked tokens delivers one requested at 0.5 s
+      const older = AccessToken.make({ token: "requested-before-the-drop", issuedAt: 500, expiresInSeconds: 3600 })
+      yield* t.provider.adopt(older)
+      expect(yield* t.provider.invalidate(older)).toEqual({ _tag: "Dropped" })
+      // a token fetched after that drop and rejected within a second: held back
+      const fresh = yield* t.provider.get
+      expect(yield* t.provider.invalidate(fresh)).toEqual({ _tag: "Throttled", retryAfterMillis: 1000 })
+    }))
+
   it.scoped("401-driven drops are at most one per second", () =>
     Effect.gen(function*() {
       const t = yield* setup((n) => Effect.succeed(token(n)))

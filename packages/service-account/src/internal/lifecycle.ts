@@ -210,14 +210,19 @@ const get = (s: State, now: number, settings: Settings): Step => {
     const [next, fetch] = start(s, "background", now)
     return { state: next, commands: [{ _tag: "Start", fetch }, serve] }
   }
-  if (s.fetch !== undefined) return { state: s, commands: [{ _tag: "Join", id: s.fetch.id, leader: false }] }
+  // Past its usable window a token is not handed out while a new one can be had; but a token that has not expired
+  // beats waiting on a fetch already under way (a slow or failing endpoint) and beats an error in a cool-down.
+  const last = entry !== undefined && now < entry.token.expiresAt ? entry.token : undefined
+  if (s.fetch !== undefined) {
+    return {
+      state: s,
+      commands: [last !== undefined ? { _tag: "Serve", token: last } : { _tag: "Join", id: s.fetch.id, leader: false }]
+    }
+  }
   const cooldown = activeCooldown(s, now)
   let notBefore = now
   if (cooldown !== undefined) {
-    // no new token can be had now: a token in its last moments beats an error
-    if (entry !== undefined && now < entry.token.expiresAt) {
-      return { state: s, commands: [{ _tag: "Serve", token: entry.token }] }
-    }
+    if (last !== undefined) return { state: s, commands: [{ _tag: "Serve", token: last }] }
     const wait = cooldown.until - now
     if (cooldown.kind === "permanent" || wait > settings.maxWaitMillis) {
       return { state: s, commands: [{ _tag: "Fail", error: withWait(cooldown.error, wait) }] }
@@ -256,6 +261,15 @@ const install = (
     }]
   }
 }
+
+/**
+ * Whether a token just received can be used: `undefined` if so, else the (transient) error to retry with. The shell
+ * checks it inside each attempt, so the retry schedule retries a late token; the transition checks it again.
+ *
+ * @internal
+ */
+export const arrival = (token: AccessToken.AccessToken, now: number, settings: Settings): TokenError | undefined =>
+  now < schedule(token, settings.bufferMillis, 0).usableUntil ? undefined : unusableOnArrival(token, now, settings)
 
 const unusableOnArrival = (token: AccessToken.AccessToken, now: number, settings: Settings): TokenError =>
   new MalformedResponseError({
@@ -368,8 +382,12 @@ export const transition = (s: State, event: Event, now: number, settings: Settin
       if (entry === undefined || !AccessToken.sameToken(entry.token, event.rejected)) {
         return { state: s, commands: [reply({ _tag: "NotCurrent" })] }
       }
+      // A token fetched after the last drop and rejected within a second: the server rejects fresh tokens, so hold
+      // back. A token requested before that drop (a refresh under way when the server revoked tokens) may go.
       const wait = s.lastInvalidation + MIN_INVALIDATION_INTERVAL_MS - now
-      if (wait > 0) return { state: s, commands: [reply({ _tag: "Throttled", retryAfterMillis: wait })] }
+      if (wait > 0 && entry.token.issuedAt >= s.lastInvalidation) {
+        return { state: s, commands: [reply({ _tag: "Throttled", retryAfterMillis: wait })] }
+      }
       return {
         state: { ...s, entry: undefined, lastInvalidation: now },
         commands: [reply({ _tag: "Dropped" }), {

@@ -223,6 +223,11 @@ export const make = (
           Effect.zipRight(
             TokenEndpoint.request(config, { timeout: Duration.millis(Math.min(config.timeoutSeconds * 1000, budget)) })
           ),
+          // a token that came too late to use fails the attempt, so the schedule retries it
+          Effect.flatMap((token) => {
+            const late = Lifecycle.arrival(token, clock.unsafeCurrentTimeMillis(), settings)
+            return late === undefined ? Effect.succeed(token) : Effect.fail(late)
+          }),
           Effect.provideService(HttpClient.HttpClient, client),
           Effect.tapError((error) =>
             Effect.sync(() =>
