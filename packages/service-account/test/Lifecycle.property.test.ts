@@ -3,17 +3,25 @@
  *
  * - A reference model of the policy (`utils/lifecycleModel.ts`, written from the issue and the `TokenProvider` docs)
  *   predicts the commands of every step of random event sequences.
- * - Invariants over random runs: single flight, only usable tokens served, unusable arrivals never installed,
- *   permanent cool-downs (doubling, capped, reset by a success), invalidate's answers and its once-a-second limit,
- *   refreshes only for the current token, close, `lease` agreeing with `transition`, `describe`.
+ * - Invariants over random runs: single flight, only unexpired tokens served (and usable ones, unless no new one can
+ *   be had), unusable arrivals never installed and retried as transient, the last resort (a cool-down or a failed
+ *   fetch hands out the cached token until it expires), permanent cool-downs (doubling, capped, reset by a success),
+ *   invalidate's answers and its once-a-second limit, refreshes only for the current token, close, `lease` agreeing
+ *   with `transition`, `describe`.
  * - Examples that read as the policy's documentation, one per fix of issue 11.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { isTransient, TokenEndpointError, type TokenError } from "@mcp-auth/service-account/ServiceAccountError"
-import { FastCheck as fc } from "effect"
+import {
+  isTransient,
+  NetworkError,
+  TokenEndpointError,
+  type TokenError
+} from "@mcp-auth/service-account/ServiceAccountError"
+import { Duration, FastCheck as fc } from "effect"
 import * as assert from "node:assert/strict"
 import * as Lifecycle from "../src/internal/lifecycle.js"
 import {
+  ARRIVED_LATE,
   drive,
   errorArb,
   errorFactories,
@@ -40,6 +48,19 @@ const tags = (step: Lifecycle.Step) => step.commands.filter((c) => c._tag !== "L
 const starts = (step: Lifecycle.Step) => step.commands.flatMap((c) => (c._tag === "Start" ? [c.fetch] : []))
 
 const usableAt = (s: Lifecycle.State, now: number) => s.entry !== undefined && now < s.entry.usableUntil
+
+/** The cached token if it has not expired yet (usable or not). */
+const notExpired = (s: Lifecycle.State, now: number) =>
+  s.entry !== undefined && now < s.entry.token.expiresAt ? s.entry.token : undefined
+
+const coolingDown = (s: Lifecycle.State, now: number) => s.cooldown !== undefined && now < s.cooldown.until
+
+/** Whether `event` ends the fetch in flight without a token to install: it failed, or its token came too late. */
+const fetchFailure = (before: Lifecycle.State, event: Lifecycle.Event, now: number) =>
+  before.fetch !== undefined && (
+    (event._tag === "FetchFailed" && event.id === before.fetch.id) ||
+    (event._tag === "FetchSucceeded" && event.id === before.fetch.id && now >= usableUntil(event.token))
+  )
 
 /** A little driver: events at explicit instants, the state threaded through. */
 const runner = (settingsUsed: Lifecycle.Settings = settings()) => {
@@ -103,18 +124,31 @@ describe("lifecycle: invariants over random runs", () => {
   )
 
   it.prop(
-    "a served or settled token is usable at that instant and is the cached one",
+    "a served or settled token has not expired, is the cached one, and is usable unless no new one could be had",
     [settingsArb, runArb],
     ([s, run]) => {
-      drive(s, run, ({ now, step }) => {
+      drive(s, run, ({ before, event, now, step }) => {
         for (const c of step.commands) {
           const handed = c._tag === "Serve" ? c.token : c._tag === "Settle" && c.result._tag === "Token"
             ? c.result.token
             : undefined
           if (handed === undefined) continue
           assert.ok(now < handed.expiresAt, `${c._tag} of an expired token`)
-          assert.ok(now < usableUntil(handed), `${c._tag} of a token in its last second`)
           assert.equal(step.state.entry?.token, handed)
+          if (now < usableUntil(handed)) continue
+          // in its last second only as the last resort
+          if (c._tag === "Serve") {
+            // no new token can be had right now: a fetch is already under way, or a cool-down runs
+            assert.ok(
+              before.fetch !== undefined || coolingDown(before, now),
+              "served in its last second while a new token could have been fetched"
+            )
+          } else {
+            assert.ok(
+              fetchFailure(before, event, now),
+              "settled a fetch that delivered with a token in its last second"
+            )
+          }
         }
       })
     },
@@ -122,7 +156,7 @@ describe("lifecycle: invariants over random runs", () => {
   )
 
   it.prop(
-    "a token unusable on arrival is never installed, never replaces the cached one, and fails the fetch",
+    "a token unusable on arrival is never installed nor replaces the cached one; it fails the fetch as transient",
     [settingsArb, runArb],
     ([s, run]) => {
       const rejected = new Set<string>()
@@ -132,9 +166,12 @@ describe("lifecycle: invariants over random runs", () => {
           rejected.add(tokenValue(event.token))
           assert.equal(step.state.entry, before.entry, "an unusable token replaced the cached one")
           if (event._tag === "FetchSucceeded") {
-            const settled = step.commands.find((c) => c._tag === "Settle")
-            assert.ok(settled?._tag === "Settle" && settled.result._tag === "Error")
-            assert.equal(errorKey(settled.result.error), "MalformedResponseError|||expires_in||")
+            // arrived_late: retried, so no strike and no permanent cool-down
+            assert.ok(step.state.lastError !== undefined && isTransient(step.state.lastError))
+            assert.equal(errorKey(step.state.lastError), ARRIVED_LATE)
+            assert.equal(step.state.strikes, before.strikes)
+            assert.notEqual(step.state.cooldown?.kind, "permanent")
+            assert.equal(step.state.fetch, undefined)
           }
         }
         const cached = step.state.entry?.token
@@ -145,14 +182,54 @@ describe("lifecycle: invariants over random runs", () => {
   )
 
   it.prop(
-    "in a permanent cool-down a get without a usable token fails with the same error and starts nothing",
+    "the waiters of a failed fetch get the cached token while it has not expired, else the error",
+    [settingsArb, runArb],
+    ([s, run]) => {
+      drive(s, run, ({ before, event, now, step }) => {
+        if (!fetchFailure(before, event, now)) return
+        const settles = step.commands.flatMap((c) => (c._tag === "Settle" ? [c] : []))
+        assert.equal(settles.length, 1)
+        assert.equal(settles[0]!.id, before.fetch!.id)
+        const result = settles[0]!.result
+        const last = notExpired(before, now)
+        if (last !== undefined) assert.deepStrictEqual(result, { _tag: "Token", token: last })
+        else {
+          assert.ok(result._tag === "Error", "a failed fetch settled with a token")
+          if (event._tag === "FetchFailed") assert.equal(result.error, event.error)
+          else assert.equal(errorKey(result.error), ARRIVED_LATE)
+        }
+      })
+    },
+    RUNS
+  )
+
+  it.prop(
+    "in a cool-down a get without a usable token serves the cached one while it has not expired, starting nothing",
+    [settingsArb, runArb],
+    ([s, run]) => {
+      drive(s, run, ({ before, event, now, step }) => {
+        if (
+          event._tag !== "Get" || before.closed || !coolingDown(before, now) || usableAt(before, now) ||
+          before.fetch !== undefined
+        ) return
+        const last = notExpired(before, now)
+        if (last === undefined) return
+        assert.deepStrictEqual(step.commands, [{ _tag: "Serve", token: last }])
+        assert.equal(step.state, before)
+      })
+    },
+    RUNS
+  )
+
+  it.prop(
+    "in a permanent cool-down a get without an unexpired token fails with the same error and starts nothing",
     [settingsArb, runArb],
     ([s, run]) => {
       drive(s, run, ({ before, event, now, step }) => {
         const cooldown = before.cooldown
         if (
           event._tag !== "Get" || before.closed || cooldown === undefined || cooldown.kind !== "permanent" ||
-          now >= cooldown.until || usableAt(before, now) || before.fetch !== undefined
+          now >= cooldown.until || notExpired(before, now) !== undefined || before.fetch !== undefined
         ) return
         assert.deepStrictEqual(tags(step), ["Fail"])
         const fail = step.commands.find((c) => c._tag === "Fail")
@@ -194,22 +271,23 @@ describe("lifecycle: invariants over random runs", () => {
       // consecutive: since the last success (a transient failure in between neither counts nor resets)
       let consecutive = 0
       let previous = 0
-      drive(s, run, ({ event, now, step }) => {
+      drive(s, run, ({ before, event, now, step }) => {
         // an adopted token that is usable is a success too
         if (event._tag === "Adopt" && !step.state.closed && now < usableUntil(event.token)) consecutive = 0
-        for (const c of step.commands) {
-          if (c._tag !== "Settle") continue
-          if (c.result._tag === "Token") {
+        // judged by the fetch's outcome, not the settle: a failed fetch may settle with the cached token
+        const ours = (event._tag === "FetchSucceeded" || event._tag === "FetchFailed") && before.fetch?.id === event.id
+        if (ours) {
+          if (event._tag === "FetchSucceeded" && now < usableUntil(event.token)) {
             consecutive = 0
             assert.equal(step.state.cooldown, undefined)
-          } else if (isPermanent(c.result.error)) {
+          } else if (event._tag === "FetchFailed" && isPermanent(event.error)) {
             consecutive++
             const length = (step.state.cooldown?.until ?? now) - now
             assert.ok(length <= s.cooldownMaxMillis, `a ${length} ms cool-down`)
             if (s.cooldownInitialMillis === 0) assert.equal(step.state.cooldown, undefined)
             else {
               assert.equal(step.state.cooldown?.kind, "permanent")
-              assert.equal(step.state.cooldown?.error, c.result.error)
+              assert.equal(step.state.cooldown?.error, event.error)
               const expected = consecutive === 1
                 ? s.cooldownInitialMillis
                 : Math.min(s.cooldownMaxMillis, 2 * previous)
@@ -241,7 +319,7 @@ describe("lifecycle: invariants over random runs", () => {
         if (!current) {
           assert.deepStrictEqual(reply, { _tag: "NotCurrent" })
           assert.equal(step.state.entry, before.entry)
-        } else if (now - lastDrop < 1000) {
+        } else if (now - lastDrop < 1000 && before.entry!.token.issuedAt >= lastDrop) {
           assert.deepStrictEqual(reply, { _tag: "Throttled", retryAfterMillis: lastDrop + 1000 - now })
           assert.ok(reply._tag === "Throttled" && reply.retryAfterMillis > 0 && reply.retryAfterMillis <= 1000)
           assert.equal(step.state.entry, before.entry)
@@ -465,36 +543,104 @@ describe("lifecycle: the policy by example", () => {
     expect(fail?._tag === "Fail" && errorKey(fail.error)).toBe("RateLimitedError|429||||50000")
   })
 
-  it("a token expired on arrival never replaces a valid one, and does not turn every get into a request", () => {
+  it("a token that arrives too late is arrived_late: transient, retried after a backoff, no permanent cool-down", () => {
+    const r = runner(s)
+    const id = fetchId(r.at(0, get))
+    // a 2 s token whose response took 3 s (an overloaded endpoint): too late to use
+    const settled = r.at(3_000, { _tag: "FetchSucceeded", id, token: token(0, 2_000), u: 0.5 })
+    expect(settled.commands[0]).toMatchObject({
+      _tag: "Settle",
+      result: { _tag: "Error", error: { _tag: "MalformedResponseError", reason: "arrived_late" } }
+    })
+    const error = (settled.commands[0] as { result: { error: TokenError } }).result.error
+    expect(isTransient(error)).toBe(true)
+    expect(r.state.entry).toBeUndefined()
+    expect(r.state.strikes).toBe(0)
+    // a transient cool-down of the backoff after one attempt (250 ms), not the 60 s permanent one
+    expect(r.state.cooldown).toMatchObject({ kind: "transient", until: 3_250 })
+    expect(Lifecycle.describe(r.state, 3_000)).toMatchObject({ status: "empty", cooldownKind: "transient" })
+    // the next caller waits the short cool-down out and the request goes again; this time it is in time
+    const retry = r.at(3_000, get)
+    expect(retry.commands).toContainEqual({ _tag: "Start", fetch: { id: 2, mode: "blocking", notBefore: 3_250 } })
+    const fresh = token(3_250, 2_000)
+    expect(r.at(3_400, { _tag: "FetchSucceeded", id: 2, token: fresh, u: 0.5 }).commands[0]).toStrictEqual({
+      _tag: "Settle",
+      id: 2,
+      result: { _tag: "Token", token: fresh }
+    })
+    expect(r.state.cooldown).toBeUndefined()
+  })
+
+  it("a late token never replaces a valid one, and its refresh is retried after a backoff, not every get", () => {
     const r = runner(s)
     const valid = token(0, 100_000)
     r.at(0, { _tag: "FetchSucceeded", id: fetchId(r.at(0, get)), token: valid, u: 1 })
-    // in the refresh window: one background refresh, and it returns expires_in: 0
+    // in the refresh window: one background refresh, answered with a 2 s token 2.5 s later
     const refresh = r.at(75_000, get)
     expect(tags(refresh)).toStrictEqual(["Start", "Serve"])
-    const settled = r.at(75_100, { _tag: "FetchSucceeded", id: fetchId(refresh), token: token(75_000, 0), u: 0.5 })
-    expect(settled.commands[0]).toMatchObject({
-      _tag: "Settle",
-      result: { _tag: "Error", error: { _tag: "MalformedResponseError", reason: "expires_in" } }
-    })
+    r.at(77_500, { _tag: "FetchSucceeded", id: fetchId(refresh), token: token(75_000, 2_000), u: 0.5 })
     expect(r.state.entry?.token).toBe(valid)
-    // the valid token keeps being served; no new request until the cool-down ends, even after it expires
-    for (let now = 75_200; now < 75_100 + 60_000; now += 500) {
-      const step = r.at(now, get)
-      expect(tags(step)).toStrictEqual([now < r.state.entry!.usableUntil ? "Serve" : "Fail"])
-    }
+    expect(r.state.lastError).toMatchObject({ _tag: "MalformedResponseError", reason: "arrived_late" })
+    expect(Lifecycle.describe(r.state, 77_500)).toMatchObject({ status: "degraded", cooldownKind: "transient" })
+    // the valid token keeps being served; the refresh goes again once the backoff (250 ms) is over
+    for (let now = 77_500; now < 77_750; now += 50) expect(tags(r.at(now, get))).toStrictEqual(["Serve"])
     expect(r.requests).toBe(2)
-    expect(Lifecycle.describe(r.state, 80_000)).toMatchObject({ status: "degraded", cooldownKind: "permanent" })
+    expect(tags(r.at(77_750, get))).toStrictEqual(["Start", "Serve"])
+    expect(r.requests).toBe(3)
   })
 
-  it("a token shorter than the forced window, or whose lifetime the request used up, is rejected too", () => {
+  it("a token shorter than the forced window, or whose lifetime the request used up, is rejected as arrived_late", () => {
     for (const [issuedAt, lifetime, arrival] of [[0, 999, 750], [0, 4_000, 3_000], [0, 60_000, 59_500]] as const) {
       const r = runner(s)
       const id = fetchId(r.at(arrival, get))
       r.at(arrival, { _tag: "FetchSucceeded", id, token: token(issuedAt, lifetime), u: 0.5 })
       expect(r.state.entry).toBeUndefined()
-      expect(r.state.cooldown?.kind).toBe("permanent")
+      expect(r.state.cooldown?.kind).toBe("transient")
+      expect(r.state.strikes).toBe(0)
     }
+  })
+
+  it("last resort: a caller in a cool-down (either kind) gets the cached token until it expires, then the error", () => {
+    const unavailable = new TokenEndpointError({
+      tokenUrl: TOKEN_URL,
+      status: 503,
+      retryAfter: Duration.seconds(60)
+    })
+    for (const error of [invalidScope(), unavailable]) {
+      const r = runner(s)
+      const valid = token(0, 100_000)
+      r.at(0, { _tag: "FetchSucceeded", id: fetchId(r.at(0, get)), token: valid, u: 1 })
+      // the refresh at 70 s fails: a 60 s cool-down (permanent for invalid_scope, transient for the 503)
+      const refresh = r.at(70_000, get)
+      r.at(70_000, { _tag: "FetchFailed", id: fetchId(refresh), error, attempts: 1, u: 0.5 })
+      expect(r.state.cooldown).toMatchObject({ until: 130_000, kind: isTransient(error) ? "transient" : "permanent" })
+      // usable until 99 s; in its last second it is still served, as no new token can be had; at expiry the error
+      for (const now of [98_999, 99_000, 99_500, 99_999]) {
+        expect(r.at(now, get).commands, `at ${now}`).toStrictEqual([{ _tag: "Serve", token: valid }])
+      }
+      expect(tags(r.at(100_000, get))).toStrictEqual(["Fail"])
+      expect(r.requests).toBe(2)
+    }
+  })
+
+  it("last resort: the waiters of a failed fetch get the cached token until it expires, then the error", () => {
+    const r = runner(s)
+    const valid = token(0, 100_000)
+    r.at(0, { _tag: "FetchSucceeded", id: fetchId(r.at(0, get)), token: valid, u: 1 })
+    // past its usable window (99 s), with no cool-down: callers wait for a new token
+    const blocking = r.at(99_200, get)
+    expect(tags(blocking)).toStrictEqual(["Start", "Join"])
+    // the endpoint is down: rather than the error, the waiters get the token that has not expired yet
+    const down = new NetworkError({ url: TOKEN_URL, code: "ECONNREFUSED", reason: "connect ECONNREFUSED" })
+    const settled = r.at(99_600, { _tag: "FetchFailed", id: fetchId(blocking), error: down, attempts: 3, u: 0.5 })
+    expect(settled.commands[0]).toStrictEqual({ _tag: "Settle", id: 2, result: { _tag: "Token", token: valid } })
+    // the failure still counts: a transient cool-down of the backoff (after 3 attempts, 1 s) and the last error
+    expect(r.state.cooldown).toMatchObject({ kind: "transient", until: 100_600 })
+    expect(r.state.lastError).toBe(down)
+    // once the token has expired, a failed fetch settles with its error
+    const again = r.at(100_600, get)
+    const after = r.at(101_000, { _tag: "FetchFailed", id: fetchId(again), error: down, attempts: 1, u: 0.5 })
+    expect(after.commands[0]).toStrictEqual({ _tag: "Settle", id: 3, result: { _tag: "Error", error: down } })
   })
 
   it("no redundant refresh: one background refresh per window, none after it delivered", () => {

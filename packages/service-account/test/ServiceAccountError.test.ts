@@ -175,6 +175,7 @@ describe("ServiceAccountError", () => {
       [new InvalidCredentialsError({ tokenUrl, status: 401 }), "permanent"],
       [new TlsError({ url: tokenUrl, code: "CERT_HAS_EXPIRED", reason: "certificate has expired" }), "permanent"],
       [new MalformedResponseError({ tokenUrl, reason: "expires_in", detail: "already expired" }), "permanent"],
+      [new MalformedResponseError({ tokenUrl, reason: "arrived_late", detail: "1 ms of 1000 ms left" }), "transient"],
       [new MalformedResponseError({ tokenUrl, reason: "not_json", detail: "html" }), "permanent"]
     ]
     for (const [error, kind] of cases) {

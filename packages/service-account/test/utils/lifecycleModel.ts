@@ -63,7 +63,10 @@ export const errorFactories: ReadonlyArray<(retryAfterSeconds: number) => TokenE
   () => new TlsError({ url: TOKEN_URL, code: "SELF_SIGNED_CERT_IN_CHAIN", reason: "self-signed certificate" }),
   () => new NetworkError({ url: TOKEN_URL, code: "ECONNRESET", reason: "socket hang up" }),
   () => new TokenTimeoutError({ tokenUrl: TOKEN_URL, timeout: Duration.seconds(10) }),
-  () => new MalformedResponseError({ tokenUrl: TOKEN_URL, reason: "not_json", detail: "the body is not JSON" })
+  () => new MalformedResponseError({ tokenUrl: TOKEN_URL, reason: "not_json", detail: "the body is not JSON" }),
+  () => new MalformedResponseError({ tokenUrl: TOKEN_URL, reason: "expires_in", detail: "expires_in is 0" }),
+  // what a fetch whose every attempt came too late ends with
+  () => new MalformedResponseError({ tokenUrl: TOKEN_URL, reason: "arrived_late", detail: "5 ms of 1000 ms left" })
 ]
 
 export const errorArb: fc.Arbitrary<TokenError> = fc.tuple(
@@ -72,8 +75,9 @@ export const errorArb: fc.Arbitrary<TokenError> = fc.tuple(
 ).map(([i, s]) => errorFactories[i]!(s))
 
 /**
- * The spec's classification, written out: network failures, timeouts, 429 and 5xx (and 408) may succeed when retried;
- * invalid credentials, OAuth 4xx errors, TLS failures and malformed 200 responses will not.
+ * The spec's classification, written out: network failures, timeouts, 429 and 5xx (and 408), and a token that arrived
+ * too late to use (a slow endpoint may answer in time next time) may succeed when retried; invalid credentials, OAuth
+ * 4xx errors, TLS failures and every other malformed 200 response will not.
  */
 export const isPermanent = (error: TokenError): boolean => {
   switch (error._tag) {
@@ -83,9 +87,10 @@ export const isPermanent = (error: TokenError): boolean => {
       return false
     case "TokenEndpointError":
       return error.status < 500 && error.status !== 408
+    case "MalformedResponseError":
+      return error.reason !== "arrived_late"
     case "InvalidCredentialsError":
     case "TlsError":
-    case "MalformedResponseError":
       return true
   }
 }
@@ -180,20 +185,23 @@ export const normalize = (commands: ReadonlyArray<Lifecycle.Command>): Array<Nor
   })
 
 /** The key of the error a token that arrived unusable is reported as. */
-const UNUSABLE_ON_ARRIVAL = ["MalformedResponseError", "", "", "expires_in", "", ""].join("|")
+export const ARRIVED_LATE = ["MalformedResponseError", "", "", "arrived_late", "", ""].join("|")
 
 /**
  * The policy, as simply as it can be said:
  *
  * - a cached token is served while usable; from its refresh instant the next `get` starts ONE background refresh,
  *   unless a fetch already runs, a failed refresh is backing off, or a cool-down runs;
- * - without a usable token: join the fetch in flight; in a permanent cool-down fail at once with its error; in a
- *   transient one fail at once if it lasts longer than `maxWaitMillis`, otherwise start a fetch that waits it out;
- *   else start a fetch;
- * - a fetched or adopted token replaces the cached one, unless it arrived unusable (then: a permanent failure for a
- *   fetch, nothing for an adopt); success clears every cool-down and the strike count;
+ * - without a usable token: join the fetch in flight; in a cool-down (either kind) serve the cached token if it has
+ *   not expired yet (the last resort: no new token can be had), else in a permanent one fail at once with its error,
+ *   in a transient one fail at once if it lasts longer than `maxWaitMillis`, otherwise start a fetch that waits it
+ *   out; else start a fetch;
+ * - a fetched or adopted token replaces the cached one, unless it arrived unusable (then: a TRANSIENT failure
+ *   `arrived_late` for a fetch, after one attempt; nothing for an adopt); success clears every cool-down and the strike
+ *   count;
  * - a permanent failure starts a cool-down of initial × 2^(strikes - 1), capped; a transient one waits what the server
- *   asked, or the backoff; a failed refresh with a usable token keeps serving it and backs off;
+ *   asked, or the backoff; a failed refresh with a usable token keeps serving it and backs off; the waiters of a
+ *   failed fetch get the cached token if it has not expired yet, else the error;
  * - invalidate drops the cached token only if it is the rejected one, at most once per second;
  * - after close, `get` and `adopt` die.
  */
@@ -212,6 +220,11 @@ export class Model {
 
   usable(now: number): boolean {
     return this.cached !== undefined && now < this.cached.usableUntil
+  }
+
+  /** The cached token if it has not expired (usable or not): what callers get when no new token can be had. */
+  notExpired(now: number): AccessToken.AccessToken | undefined {
+    return this.cached !== undefined && now < this.cached.token.expiresAt ? this.cached.token : undefined
   }
 
   coolingDown(now: number): boolean {
@@ -244,7 +257,8 @@ export class Model {
         if (this.cached === undefined || tokenValue(this.cached.token) !== tokenValue(event.rejected)) {
           return [{ _tag: "Reply", result: { _tag: "NotCurrent" } }]
         }
-        if (now - this.lastDrop < 1000) {
+        // held back only for a token fetched after the last drop (one requested before it may go too)
+        if (now - this.lastDrop < 1000 && this.cached.token.issuedAt >= this.lastDrop) {
           return [{ _tag: "Reply", result: { _tag: "Throttled", retryAfterMillis: this.lastDrop + 1000 - now } }]
         }
         this.cached = undefined
@@ -272,8 +286,18 @@ export class Model {
         ? [this.start("background", now), serve]
         : [serve]
     }
-    if (this.inFlight !== undefined) return [{ _tag: "Join", id: this.inFlight, leader: false }]
+    if (this.inFlight !== undefined) {
+      // a token that has not expired beats waiting on a fetch already under way
+      const last = this.notExpired(now)
+      return [
+        last !== undefined
+          ? { _tag: "Serve", token: tokenValue(last) }
+          : { _tag: "Join", id: this.inFlight, leader: false }
+      ]
+    }
     if (this.cooldown !== undefined && this.coolingDown(now)) {
+      const last = this.notExpired(now)
+      if (last !== undefined) return [{ _tag: "Serve", token: tokenValue(last) }]
       const { error, kind, until } = this.cooldown
       if (kind === "permanent") return [{ _tag: "Fail", error: errorKey(error) }]
       if (until - now > this.settings.maxWaitMillis) {
@@ -303,18 +327,18 @@ export class Model {
 
   /** `error` undefined: the token arrived unusable. */
   private fail(id: number, error: TokenError | undefined, attempts: number, u: number, now: number): Array<Norm> {
-    const key = error === undefined ? UNUSABLE_ON_ARRIVAL : errorKey(error)
-    const permanent = error === undefined || isPermanent(error)
+    const key = error === undefined ? ARRIVED_LATE : errorKey(error)
+    const permanent = error !== undefined && isPermanent(error)
     let wait: number
     if (permanent) {
       this.strikes++
       const { cooldownInitialMillis: initial, cooldownMaxMillis: max } = this.settings
       wait = initial === 0 ? 0 : Math.min(max, initial * 2 ** (this.strikes - 1))
     } else {
-      wait = serverWaitMillis(error) ?? this.settings.backoffMillis(attempts, u)
+      wait = (error === undefined ? undefined : serverWaitMillis(error)) ?? this.settings.backoffMillis(attempts, u)
     }
     // the model keeps its own error for an unusable arrival: only its key is compared
-    const cause = error ?? new MalformedResponseError({ tokenUrl: TOKEN_URL, reason: "expires_in", detail: "" })
+    const cause = error ?? new MalformedResponseError({ tokenUrl: TOKEN_URL, reason: "arrived_late", detail: "" })
     this.cooldown = wait > 0
       ? { until: now + wait, error: cause, kind: permanent ? "permanent" : "transient" }
       : undefined
@@ -322,7 +346,8 @@ export class Model {
       this.refreshFailures++
       this.retryAt = Math.max(now + this.settings.backoffMillis(this.refreshFailures, u), this.cooldown?.until ?? 0)
     }
-    return [{ _tag: "Settle", id, result: `error:${key}` }]
+    const last = this.notExpired(now)
+    return [{ _tag: "Settle", id, result: last !== undefined ? `token:${tokenValue(last)}` : `error:${key}` }]
   }
 }
 
