@@ -124,6 +124,9 @@ export const runScenario = async (context: ChildContext): Promise<unknown> => {
       // secondary for the Promise API: getToken() instead of getHeaders()
       const withToken = job.peer === "ours-promise"
       if (withToken) { for (let i = 0; i < 5; i++) await tokenLoop() }
+      // secondary for ours in-fiber: the synchronous accessor
+      const loopSync = drivers.loopSync
+      if (loopSync !== undefined) { for (let i = 0; i < 5; i++) await loopSync(n) }
       await ready()
       // one repetition per go: the parent interleaves repetitions across all peers, so load from outside the
       // benchmark hits every peer alike
@@ -131,7 +134,13 @@ export const runScenario = async (context: ChildContext): Promise<unknown> => {
       while (more) {
         const usPerCall = (await drivers.loop(n)) / n / 1000
         const floorUs = (await drivers.floor(n)) / n / 1000
-        more = await sample(withToken ? { usPerCall, floorUs, tokenOnly: await tokenLoop() } : { usPerCall, floorUs })
+        const syncUs = loopSync === undefined ? undefined : (await loopSync(n)) / n / 1000
+        more = await sample({
+          usPerCall,
+          floorUs,
+          ...(withToken ? { tokenOnly: await tokenLoop() } : {}),
+          ...(syncUs === undefined ? {} : { syncUs })
+        })
       }
       await client.close()
       return {}

@@ -1,8 +1,8 @@
 /**
- * The metrics mcp-auth records, as Effect `Metric`s. Counters and gauges carry a `provider` tag (the provider's name, by
- * default its `client_id`); the latency histograms carry `token_url` instead (the token endpoint without query or user
- * info), so a process with thousands of providers of one identity provider keeps one series per histogram. Labels never
- * hold a secret or a token. Export them with any Effect metrics exporter, for
+ * The metrics mcp-auth records, as Effect `Metric`s. Most carry a `provider` tag (the provider's name, by default its
+ * `client_id`); the cache-hit counter and the latency histograms carry `token_url` instead (the token endpoint without
+ * query or user info), so a process with thousands of providers of one identity provider keeps one series of each.
+ * Labels never hold a secret or a token. Export them with any Effect metrics exporter, for
  * example `@effect/opentelemetry`'s `NodeSdk.layer({ metricReader })`, or read them with `Metric.value` /
  * `Metric.snapshot`.
  *

@@ -54,6 +54,11 @@ export interface Drivers {
    * constant; in-fiber: \`yield*\` of \`Effect.succeed\`): the floor a header resolution cannot go below.
    */
   readonly floor: (n: number) => Promise<number>
+  /**
+   * Ours in-fiber only: the same loop through the documented synchronous accessor (`AuthHeaders.peek()`, falling back
+   * to `forRequest` when it returns `undefined`), inside the same fiber.
+   */
+  readonly loopSync?: ((n: number) => Promise<number>) | undefined
   readonly steady: (options: SteadyOptions) => Promise<SteadyResult>
   /** `n` callers reporting a 401 for `token`, the i-th after `i × staggerMs`. */
   readonly rejectWave: (token: string, n: number, staggerMs: number) => Promise<WaveResult>

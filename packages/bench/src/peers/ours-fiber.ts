@@ -90,6 +90,16 @@ export const create = async (options: PeerOptions): Promise<PeerClient> => {
         if (sink.length === 0) return yield* Effect.dieMessage("empty header")
         return elapsed
       })),
+    loopSync: (n) =>
+      run(Effect.gen(function*() {
+        const auth = yield* AuthHeaders.AuthHeaders
+        let sink = ""
+        const start = process.hrtime.bigint()
+        for (let i = 0; i < n; i++) sink = bearer(auth.peek() ?? (yield* auth.forRequest(context)))
+        const elapsed = Number(process.hrtime.bigint() - start)
+        if (sink.length === 0) return yield* Effect.dieMessage("empty header")
+        return elapsed
+      })),
     floor: (n) =>
       run(Effect.gen(function*() {
         const cached = bearer(yield* Effect.flatMap(AuthHeaders.AuthHeaders, (auth) => auth.forRequest(context)))

@@ -159,10 +159,11 @@ export const make = (
       return found
     }
 
-    // latency histograms are per identity provider, not per provider: thousands of tenants of one IdP share a series
+    // Cache hits and latencies are labelled per identity provider, not per provider: thousands of tenants of one IdP
+    // share those series; the per-tenant signals (requests by outcome, waiters, expiry, degraded, cool-downs) keep the
+    // provider label.
     const endpointLabels = [MetricLabel.make("token_url", tokenUrl)]
-    // the hot path's counter, tagged once: an update is then one hook call, without a per-call lookup
-    const hits = Metric.tagged(Metrics.cacheHits, "provider", name)
+    const hits = Metric.tagged(Metrics.cacheHits, "token_url", tokenUrl)
 
     const ref = yield* Ref.make(Lifecycle.initial)
     // assigned once the effects it needs exist; every transition publishes its hot view to it
