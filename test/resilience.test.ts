@@ -87,8 +87,7 @@ describe("resilience (real HTTP)", () => {
   it.scoped("refresh failing while the token is valid: callers are served, degraded shows it, recovery on heal", () =>
     Effect.gen(function*() {
       // real HTTP, TestClock time: lead = min(600, 3600/2) = 600 s, so the refresh window opens 480–600 s before expiry
-      // and the token is usable until 3599 s: from 3200 s the refresh loop has ~400 s of virtual time (100 s of real
-      // time) for its retries
+      // and the token is usable until 3599 s: from 3200 s the refresh attempts have ~400 s of virtual time
       const endpoint = yield* FaultTokenEndpoint.make({ expiresIn: 3600 })
       const p = yield* provider(endpoint, "degraded-real", {
         token_cache_buffer_seconds: 600,
@@ -98,17 +97,22 @@ describe("resilience (real HTTP)", () => {
       const first = Redacted.value((yield* p.get).token)
       endpoint.setFallback({ status: 503, body: "" })
       yield* TestClock.adjust("3200 seconds")
+      // callers keep calling: each call past the refresh backoff starts one more (failing) background attempt
+      const call = Effect.map(p.get, (token) => Redacted.value(token.token))
       for (let i = 0; i < 10; i++) {
-        expect(Redacted.value((yield* p.get).token)).toBe(first) // the first call starts the background refresh
+        expect(yield* call).toBe(first)
         const attempts = endpoint.count
-        yield* driveUntil(Effect.sync(() => endpoint.count > attempts)) // one more failed attempt
+        yield* driveUntil(Effect.zipWith(call, Effect.sync(() => endpoint.count > attempts), (served, more) => {
+          expect(served).toBe(first)
+          return more
+        }))
       }
       const state = yield* p.state
       expect(state.status).toBe("degraded")
       expect(yield* degradedGauge("degraded-real")).toBe(1)
       expect(endpoint.count).toBeGreaterThan(10)
       endpoint.setFallback(FaultTokenEndpoint.success())
-      yield* driveUntil(Effect.map(p.state, (s) => s.status === "fresh")) // the next attempt installs a new token
+      yield* driveUntil(Effect.zipRight(p.get, Effect.map(p.state, (s) => s.status === "fresh"))) // the next attempt heals
       expect(yield* degradedGauge("degraded-real")).toBe(0)
       expect(Redacted.value((yield* p.get).token)).not.toBe(first)
     }))
