@@ -37,7 +37,7 @@ const realSleep = (ms: number) => Effect.promise(() => new Promise((resolve) => 
  * at most 4× real time, so a slow real request meets its (virtual) 60 s timeout only after 15 s of real time.
  */
 /** Virtual time in 20 ms steps until `done`; fails with a message after 60 s of virtual time (3 000 steps, 15 s real). */
-const driveUntil = (done: Effect.Effect<boolean>) =>
+const driveUntil = <E>(done: Effect.Effect<boolean, E>) =>
   Effect.gen(function*() {
     for (let step = 0; !(yield* done); step++) {
       if (step === 3_000) return yield* Effect.dieMessage("driveUntil: not done after 60 s of virtual time")
