@@ -179,7 +179,7 @@ const contextOf = (request: HttpClientRequest.HttpClientRequest): RequestContext
 /**
  * Wraps an `HttpClient` so every request carries the auth headers. On a 401 the rejected token is invalidated
  * (compare-and-invalidate) and the request is sent once more with a fresh token, when its body can be replayed
- * (not a stream). Token and service-token failures reach the caller as typed errors.
+ * (not a stream) and the drop was not throttled (`TokenProvider.invalidate`). Token and service-token failures reach the caller as typed errors.
  *
  * @example
  * ```ts
@@ -211,7 +211,8 @@ export const withAuthHeaders = <E, R>(
             const first = yield* auth.forRequest(context)
             const response = yield* client.execute(apply(request, first))
             if (response.status !== 401 || request.body._tag === "Stream") return response
-            yield* auth.invalidate(first.token)
+            // held back by the once-a-second limit, the cache still holds the rejected token: no replay with it
+            if ((yield* auth.invalidate(first.token))._tag === "Throttled") return response
             return yield* client.execute(apply(request, yield* auth.forRequest(context)))
           })),
       Effect.succeed

@@ -258,4 +258,23 @@ describe("AuthHeaders", () => {
       expect(seen.every((h) => h["x-service-account-token"] === "svc-token")).toBe(true)
       expect(yield* fake.calls).toBe(2)
     }))
+
+  it.scoped("the HttpClient middleware does not replay when the drop is throttled (the server rejects fresh tokens)", () =>
+    Effect.gen(function*() {
+      const { fake, layer } = yield* withProvider(ServiceToken.none)
+      const seen: Array<string | undefined> = []
+      const api = HttpClient.make((req) =>
+        Effect.sync(() => {
+          seen.push(req.headers["authorization"])
+          return HttpClientResponse.fromWeb(req, new Response("{}", { status: 401 }))
+        })
+      )
+      const context = yield* Layer.build(layer)
+      const client = yield* AuthHeaders.withAuthHeaders(api).pipe(Effect.provide(context))
+      const request = HttpClientRequest.get("https://api.example.com/v1/things")
+      expect((yield* client.execute(request)).status).toBe(401) // tok-1 dropped, replayed with tok-2, rejected too
+      expect((yield* client.execute(request)).status).toBe(401) // tok-2 fetched after the drop: throttled, no replay
+      expect(seen).toEqual(["Bearer tok-1", "Bearer tok-2", "Bearer tok-2"])
+      expect(yield* fake.calls).toBe(2)
+    }))
 })

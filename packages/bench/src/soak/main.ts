@@ -102,7 +102,7 @@ const waitFor = <T extends ToParent["_tag"]>(tag: T, timeoutMs = 30_000) =>
   })
 child.once("exit", (code) => {
   if (!finished) {
-    console.error(`soak: the servers' process exited early (code ${code})`)
+    process.stderr.write(`soak: the servers' process exited early (code ${code})\n`)
     process.exit(2)
   }
 })

@@ -186,7 +186,7 @@ if (process.send !== undefined) {
   // the parent going away ends this process too
   process.on("disconnect", () => process.exit(0))
   main(settings).catch((error: unknown) => {
-    console.error(error)
+    process.stderr.write(`${error instanceof Error ? error.stack ?? error.message : String(error)}\n`)
     process.exit(1)
   })
 }
