@@ -41,6 +41,7 @@
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -50,7 +51,7 @@ import * as AccessToken from "./AccessToken.js"
 import * as RequestContext from "./RequestContext.js"
 import type { ServiceTokenError, TokenError } from "./ServiceAccountError.js"
 import * as ServiceToken from "./ServiceToken.js"
-import { type InvalidateResult, TokenProvider } from "./TokenProvider.js"
+import { flushMirror, type InvalidateResult, type Mirror, mirror, TokenProvider } from "./TokenProvider.js"
 
 /**
  * The headers for one request and the bearer token they carry (needed to invalidate it after a 401).
@@ -77,9 +78,15 @@ export interface AuthHeaders {
    * not depend on the request (the single pattern, or a static service token) and the bearer token can be served
    * without a decision (see `TokenProvider.peek`); otherwise `undefined`. For hot paths that cannot afford an effect
    * per request: call `peek()` first and fall back to `forRequest` when it returns `undefined` (only `forRequest`
-   * fetches tokens and starts refreshes).
+   * fetches tokens and starts refreshes). A method: call it on the object (`auth.peek()`).
    */
-  readonly peek: () => AuthHeaderSet | undefined
+  peek(): AuthHeaderSet | undefined
+  /**
+   * `peek`, in clear: a new record of the headers (`toRecord` of the set `peek` returns), or `undefined` when `peek`
+   * would. For the one place that writes them, on hot paths with thousands of providers: it reads only this object,
+   * where `toRecord(peek())` also reads the set and its `Redacted` values. A method, like `peek`.
+   */
+  peekRecord(): Record<string, string> | undefined
   /** Compare-and-invalidate the bearer token a request was rejected with (see `TokenProvider.invalidate`). */
   readonly invalidate: (rejected: AccessToken.AccessToken) => Effect.Effect<InvalidateResult>
 }
@@ -105,48 +112,121 @@ const headerSet = (
     : [bearerHeader(token), [service.value.name, service.value.value]]
 })
 
+/** Cache hits counted by a `Headers` reach the metric in batches of this many (and at every change of token). */
+const HIT_BATCH = 256
+
+/**
+ * One object per provider, methods on the prototype: with thousands of providers in a process, every closure would be
+ * paid thousands of times. With a request-independent service header (or none) the warm `forRequest` runs one ready
+ * effect, `peek` returns the set built once per token and `peekRecord` a copy of its record: nothing else is allocated
+ * per call. The token provider keeps this object told of what it serves (`TokenProvider.mirror`), so the warm `peek`
+ * and `peekRecord` read this object only (each object a call touches is a likely cache miss when thousands of
+ * providers take turns).
+ */
+class Headers implements AuthHeaders, Mirror {
+  /**
+   * The warm path (request-independent headers only), kept by the provider (`update`) and `cached`: `serving` when the
+   * provider serves the token of the cached set, until `untilSeconds` (whole seconds, rounded down: a small integer
+   * held in this object rather than a boxed number). First: they share a cache line.
+   */
+  private serving = false
+  private untilSeconds = 0
+  hits = 0
+  private clock: Clock.Clock | undefined = undefined
+  /**
+   * The headers of the cached set in clear, kept private (never printed with this object): `Authorization`'s value,
+   * and the service header's name and value, if any.
+   */
+  #bearer = ""
+  #service: readonly [name: string, value: string] | undefined = undefined
+  /** What the provider serves now (`update`). */
+  private current: AccessToken.AccessToken | undefined = undefined
+  /** The set of the last token, and the effect that serves it. */
+  private token: AccessToken.AccessToken | undefined = undefined
+  private set: AuthHeaderSet | undefined = undefined
+  private ready: Effect.Effect<AuthHeaderSet> | undefined = undefined
+  private readonly hot: Effect.Effect<AuthHeaderSet, TokenError> | undefined
+  /** The service header when it does not depend on the request (`Option.none()` without one). */
+  private readonly constant: Option.Option<ServiceToken.ServiceHeader> | undefined
+  readonly invalidate: (rejected: AccessToken.AccessToken) => Effect.Effect<InvalidateResult>
+
+  constructor(private readonly provider: TokenProvider, private readonly serviceToken: ServiceToken.ServiceToken) {
+    this.invalidate = provider.invalidate
+    const constant = this.constant = serviceToken.constant
+    if (constant === undefined) {
+      this.hot = undefined
+      return
+    }
+    this.clock = mirror(provider, this)
+    this.hot = Effect.suspend(() => {
+      if (this.warm()) return this.ready!
+      const token = this.provider.peek()
+      if (token === undefined) return Effect.map(this.provider.get, (token) => this.cached(token, constant))
+      this.cached(token, constant)
+      return this.ready!
+    })
+  }
+
+  readonly forRequest = (request: RequestContext.RequestContext) =>
+    this.hot ??
+      Effect.flatMap(
+        this.provider.get,
+        (token) => Effect.map(this.serviceToken.get(request), (service) => headerSet(token, service))
+      )
+
+  peek(): AuthHeaderSet | undefined {
+    const constant = this.constant
+    if (constant === undefined) return undefined
+    if (this.warm()) return this.set
+    const token = this.provider.peek()
+    return token === undefined ? undefined : this.cached(token, constant)
+  }
+
+  peekRecord(): Record<string, string> | undefined {
+    if (this.constant === undefined || (!this.warm() && this.peek() === undefined)) return undefined
+    const service = this.#service
+    return service === undefined
+      ? { Authorization: this.#bearer }
+      : { Authorization: this.#bearer, [service[0]]: service[1] }
+  }
+
+  /** The provider's call (`TokenProvider.Mirror`): what it serves now, and until when. */
+  update(token: AccessToken.AccessToken | undefined, until: number): void {
+    this.current = token
+    this.untilSeconds = Math.floor(until / 1000)
+    this.serving = token !== undefined && token === this.token
+  }
+
+  /** Whether the cached set may be served now, read from this object alone (counting the hit). */
+  private warm(): boolean {
+    if (!this.serving || this.clock!.unsafeCurrentTimeMillis() >= this.untilSeconds * 1000) return false
+    if (++this.hits === HIT_BATCH) flushMirror(this.provider, this)
+    return true
+  }
+
+  private cached(token: AccessToken.AccessToken, constant: Option.Option<ServiceToken.ServiceHeader>): AuthHeaderSet {
+    if (this.token !== token) {
+      const set = headerSet(token, constant)
+      this.token = token
+      this.set = set
+      this.#bearer = Redacted.value(set.headers[0]![1])
+      const service = set.headers[1]
+      this.#service = service === undefined ? undefined : [service[0], Redacted.value(service[1])]
+      this.ready = Effect.succeed(set)
+    }
+    this.serving = this.clock !== undefined && token === this.current
+    return this.set!
+  }
+}
+
 /**
  * @since 0.1.0
  * @category Constructors
  */
-export const make: Effect.Effect<AuthHeaders, never, TokenProvider | ServiceToken.ServiceToken> = Effect.gen(
-  function*() {
-    const provider = yield* TokenProvider
-    const serviceToken = yield* ServiceToken.ServiceToken
-    const resolve = (request: RequestContext.RequestContext) =>
-      Effect.flatMap(
-        provider.get,
-        (token) => Effect.map(serviceToken.get(request), (service) => headerSet(token, service))
-      )
-    const constant = serviceToken.constant
-    if (constant === undefined) {
-      return { forRequest: resolve, peek: () => undefined, invalidate: provider.invalidate }
-    }
-    // hot path: with a request-independent service header, one effect serves every request (nothing is allocated
-    // per call), and the set of the token `peek` returns is built once per token
-    let last: {
-      readonly token: AccessToken.AccessToken
-      readonly set: AuthHeaderSet
-      readonly ready: Effect.Effect<AuthHeaderSet>
-    } | undefined
-    const cached = (token: AccessToken.AccessToken) => {
-      if (last === undefined || last.token !== token) {
-        const set = headerSet(token, constant)
-        last = { token, set, ready: Effect.succeed(set) }
-      }
-      return last
-    }
-    const slow = Effect.map(provider.get, (token) => cached(token).set)
-    const hot: Effect.Effect<AuthHeaderSet, TokenError> = Effect.suspend(() => {
-      const token = provider.peek()
-      return token === undefined ? slow : cached(token).ready
-    })
-    const peek = () => {
-      const token = provider.peek()
-      return token === undefined ? undefined : cached(token).set
-    }
-    return { forRequest: () => hot, peek, invalidate: provider.invalidate }
-  }
+export const make: Effect.Effect<AuthHeaders, never, TokenProvider | ServiceToken.ServiceToken> = Effect.zipWith(
+  TokenProvider,
+  ServiceToken.ServiceToken,
+  (provider, serviceToken): AuthHeaders => new Headers(provider, serviceToken)
 )
 
 /**

@@ -20,11 +20,17 @@
  * Every decision lives in one pure transition function (`internal/lifecycle.ts`: state, event, now → state,
  * commands); the provider is the thin Effect shell that runs its commands. The design card's "a Layer backed by Cache
  * and Ref": the lifecycle state is one `Ref`, updated only by that function; the `Cache` is the single flight, one
- * lookup per fetch, joined by every waiter; background work is forked into the layer's scope.
+ * lookup per fetch, joined by every waiter, made when a fetch starts and let go when none is in flight (a provider
+ * between fetches holds none); background work is forked into the layer's scope.
+ *
+ * Many providers in one process: a provider is one object with its methods on its prototype (about 6 KiB with its
+ * metric series, see the many-providers table in `packages/bench/BENCHMARKS.md`), idle providers hold no timers, and
+ * its warm `peek` reads only its own fields; {@link mirror} lets a holder of one object per provider read even less.
  *
  * @since 0.1.0
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import type * as Context from "effect/Context"
@@ -137,9 +143,9 @@ export interface TokenProvider {
    * backing off); otherwise `undefined`. Supported for hot paths that resolve headers on every request outside a
    * fiber (`AuthHeaders`, the client package's `createServiceAccountAuth`): try `peek()` first and fall back to `get`
    * when it returns `undefined`. Never use `peek` alone: only `get` fetches a token and starts the background refresh.
-   * Counts as a cache hit in the metrics, like `get`.
+   * Counts as a cache hit in the metrics, like `get`. A method: call it on the provider (`provider.peek()`).
    */
-  readonly peek: () => AccessToken | undefined
+  peek(): AccessToken | undefined
   /**
    * Drops the cached token if, and only if, it is `rejected` (e.g. after a 401), at most once per second, and says
    * what it did ({@link InvalidateResult}). N concurrent calls with the same token drop it once; a call with an older
@@ -183,6 +189,45 @@ export const make: (
   config: ServiceAccountConfig.ServiceAccountConfig,
   options?: MakeOptions
 ) => Effect.Effect<TokenProvider, never, HttpClient.HttpClient | Scope.Scope> = internal.make
+
+/**
+ * An object of yours that the provider tells what `peek` serves, for hot paths that hold one object per provider and
+ * resolve headers on every request (the client package's `createServiceAccountAuth`). With thousands of providers in a
+ * process, each object a warm call touches is a likely cache miss; a mirror lets that call read only the object it
+ * already holds.
+ *
+ * `update(token, until)` is called at once and in every transition that changes what `peek` serves (a new token, a
+ * refresh under way, a drop after a 401, closing): serve `token` while the provider's clock reads less than `until`
+ * (epoch milliseconds), else fall back to `get`; `token` `undefined` means nothing may be served. Add one to `hits`
+ * per token served; the provider adds them to the cache-hit metric at every update, and {@link flushMirror} does it
+ * in between (call it every few hundred hits).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Mirror {
+  readonly update: (token: AccessToken | undefined, until: number) => void
+  hits: number
+}
+
+/**
+ * Makes the provider keep `target` told of what `peek` serves (see {@link Mirror}), for as long as both live (the
+ * provider holds `target` weakly): register each holder once. Returns the provider's clock,
+ * which `until` is read against, or `undefined`, without calling `target`, for a `TokenProvider` not built by this
+ * module (a fake, say): use `peek` then.
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const mirror: (provider: TokenProvider, target: Mirror) => Clock.Clock | undefined = internal.mirror
+
+/**
+ * Adds the hits a mirror has counted to the cache-hit metric, and resets them.
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const flushMirror: (provider: TokenProvider, target: Mirror) => void = internal.flushMirror
 
 /**
  * The provider as a layer: one token cache whose background refresh lives as long as the layer. `HttpClient` is left

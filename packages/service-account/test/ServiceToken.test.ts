@@ -9,6 +9,7 @@ import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
 import { Context, Effect, Layer, Option, Redacted, TestClock } from "effect"
+import * as Util from "node:util"
 import { config, settle } from "./utils/provider.js"
 
 const request = RequestContext.make("https://mcp.example.com/mcp", "post", {
@@ -218,17 +219,42 @@ describe("AuthHeaders", () => {
       const context = yield* Layer.build(layer)
       const auth = Context.get(context, AuthHeaders.AuthHeaders)
       expect(auth.peek()).toBeUndefined() // no token yet: only forRequest fetches one
+      expect(auth.peekRecord()).toBeUndefined()
       const set = yield* auth.forRequest(request)
       expect(auth.peek()).toBe(set)
       expect(AuthHeaders.toRecord(auth.peek()!)).toEqual({
         Authorization: "Bearer tok-1",
         "X-Service-Account-Token": "svc-token"
       })
+      // in clear, a new record each time: a caller changing it changes nothing
+      const record = auth.peekRecord()!
+      expect(record).toEqual({ Authorization: "Bearer tok-1", "X-Service-Account-Token": "svc-token" })
+      record.Authorization = "changed"
+      expect(auth.peekRecord()!.Authorization).toBe("Bearer tok-1")
+      // the headers in clear are never printed with the object (util.inspect is what loggers use)
+      expect(Util.inspect(auth, { showHidden: true, depth: 4 })).not.toContain("svc-token")
       yield* TestClock.adjust("3590 seconds") // past the refresh point: a decision is due, so peek defers to forRequest
       expect(auth.peek()).toBeUndefined()
+      expect(auth.peekRecord()).toBeUndefined()
       yield* auth.forRequest(request) // starts the background refresh
       yield* settle
       expect(yield* fake.calls).toBe(2)
+    }))
+
+  it.scoped("peek never serves a token the provider dropped or replaced", () =>
+    Effect.gen(function*() {
+      const { layer } = yield* withProvider(ServiceToken.layerStatic("svc-token"))
+      const context = yield* Layer.build(layer)
+      const auth = Context.get(context, AuthHeaders.AuthHeaders)
+      const first = yield* auth.forRequest(request)
+      expect(auth.peek()).toBe(first)
+      expect((yield* auth.invalidate(first.token))._tag).toBe("Dropped")
+      expect(auth.peek()).toBeUndefined() // dropped: only forRequest fetches the next one
+      expect(auth.peekRecord()).toBeUndefined()
+      const second = yield* auth.forRequest(request)
+      expect(AuthHeaders.toRecord(second).Authorization).toBe("Bearer tok-2")
+      expect(auth.peek()).toBe(second)
+      expect(auth.peekRecord()!.Authorization).toBe("Bearer tok-2")
     }))
 
   it.scoped("peek is undefined when the service header depends on the request (a function)", () =>

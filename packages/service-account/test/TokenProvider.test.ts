@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Metrics from "@mcp-auth/service-account/Metrics"
+import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
-import { Cause, Clock, Effect, Fiber, Redacted, TestClock } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, Metric, Redacted, Scope, TestClock } from "effect"
 import { gate, settle, setup } from "./utils/provider.js"
 
 const token = FakeTokenEndpoint.token
@@ -283,4 +285,88 @@ describe("TokenProvider invalidation and concurrency", () => {
       expect(yield* t.waiters).toBe(1)
       expect(yield* t.fake.calls).toBeGreaterThanOrEqual(4)
     }))
+})
+
+describe("TokenProvider.mirror (TestClock)", () => {
+  /** A mirror recording every update. */
+  const recorder = () => {
+    const updates: Array<readonly [string | undefined, number]> = []
+    const target: TokenProvider.Mirror & { updates: typeof updates } = {
+      hits: 0,
+      updates,
+      update: (token, until) => {
+        updates.push([token === undefined ? undefined : Redacted.value(token.token), until])
+      }
+    }
+    return target
+  }
+  const hits = (tokenUrl: string) =>
+    Effect.map(Metric.value(Metric.tagged(Metrics.cacheHits, "token_url", tokenUrl)), (s) => s.count)
+
+  it.scoped("is told what peek serves, at once and at every change: a token, a refresh under way, a drop, closing", () =>
+    Effect.gen(function*() {
+      const held = yield* gate
+      const scope = yield* Scope.make()
+      const t = yield* setup(
+        (n) => n === 2 ? Effect.as(held.wait, token(n, 3600)) : Effect.succeed(token(n, 3600))
+      ).pipe(Scope.extend(scope))
+      const m = recorder()
+      const clock = TokenProvider.mirror(t.provider, m)
+      expect(clock).toBe(yield* Effect.clock)
+      expect(m.updates).toEqual([[undefined, 0]]) // nothing to serve yet
+      const first = yield* t.provider.get
+      // what peek serves, until the refresh point (jittered in 3300–3360 s)
+      expect(m.updates.at(-1)![0]).toBe("tok-1")
+      const refreshAt = m.updates.at(-1)![1]
+      expect(refreshAt).toBeGreaterThanOrEqual(3_300_000)
+      expect(refreshAt).toBeLessThanOrEqual(3_360_000)
+      expect(t.provider.peek()).toBe(first)
+
+      // in the window a get starts the refresh: the token is served until it is no longer usable (3599 s)
+      yield* TestClock.adjust("3400 seconds")
+      yield* t.provider.get
+      expect(m.updates.at(-1)).toEqual(["tok-1", 3_599_000])
+      yield* held.open
+      yield* settle
+      expect(m.updates.at(-1)![0]).toBe("tok-2")
+
+      // a 401 drops the token: nothing to serve
+      const second = yield* t.provider.get
+      expect((yield* t.provider.invalidate(second))._tag).toBe("Dropped")
+      expect(m.updates.at(-1)![0]).toBeUndefined()
+      yield* t.provider.get
+      expect(m.updates.at(-1)![0]).toBe("tok-3")
+
+      yield* Scope.close(scope, Exit.void)
+      expect(m.updates.at(-1)![0]).toBeUndefined()
+    }))
+
+  it.scoped("the hits a mirror counts reach the cache-hit metric at each update and on flushMirror", () =>
+    Effect.gen(function*() {
+      // a token endpoint of its own, so that the token_url series is this test's
+      const t = yield* setup((n) => Effect.succeed(token(n, 3600)), {
+        token_url: "https://idp.example.com/mirror-hits/token"
+      })
+      const url = "https://idp.example.com/mirror-hits/token"
+      const m = recorder()
+      TokenProvider.mirror(t.provider, m)
+      yield* t.provider.get
+      const before = yield* hits(url)
+      m.hits = 7
+      TokenProvider.flushMirror(t.provider, m)
+      expect(m.hits).toBe(0)
+      expect(yield* hits(url)).toBe(before + 7)
+      m.hits = 5
+      const token1 = yield* t.provider.get
+      yield* t.provider.invalidate(token1) // an update: the 5 hits are counted first
+      expect(m.hits).toBe(0)
+      expect(yield* hits(url)).toBeGreaterThanOrEqual(before + 12)
+    }))
+
+  it("is not supported by a TokenProvider built elsewhere: undefined, and the target is left alone", () => {
+    const fake = { peek: () => undefined } as unknown as TokenProvider.TokenProvider
+    const m = recorder()
+    expect(TokenProvider.mirror(fake, m)).toBeUndefined()
+    expect(m.updates).toEqual([])
+  })
 })

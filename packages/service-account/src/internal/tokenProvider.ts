@@ -8,7 +8,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
@@ -16,7 +15,7 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Intervals from "effect/ScheduleIntervals"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import type * as AccessToken from "../AccessToken.js"
 import * as Metrics from "../Metrics.js"
 import * as RetrySchedule from "../RetrySchedule.js"
@@ -35,10 +34,15 @@ export const TypeId: TokenProvider.TypeId = Symbol.for(
 /** @internal */
 export const tag = Context.GenericTag<TokenProvider.TokenProvider>("@mcp-auth/service-account/TokenProvider")
 
-const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
-
 /** A retry is not started with less time than this left before the fetch's deadline. */
 const MIN_ATTEMPT_MS = 250
+
+/**
+ * Cache hits reach the counter in batches of this many, and whenever the served token changes (at every transition and
+ * when the provider closes): counting each hit would cost more than the hit itself once thousands of providers share a
+ * process.
+ */
+const HIT_BATCH = 256
 
 const closedMessage = (name: string) =>
   `TokenProvider ${name} was used after its scope closed: keep its layer provided for as long as clients use it ` +
@@ -51,71 +55,381 @@ interface Attempts {
 }
 
 /**
- * The hot path's view of the state: `Lifecycle.lease`, with the effect that serves its token built once, and the cache
- * hits served from it that the counter has not seen yet.
+ * Labels by token endpoint (`token_url`, and a role), one array per value: a metric caches its hook per label array,
+ * so reusing the array keeps updates cheap, and the providers of one identity provider share theirs.
  */
-class Hot {
-  served = 0
-  constructor(
-    readonly token: AccessToken.AccessToken,
-    readonly until: number,
-    readonly ready: Effect.Effect<AccessToken.AccessToken>
-  ) {}
+const labelArrays = new Map<string, Array<MetricLabel.MetricLabel>>()
+const endpointLabels = (tokenUrl: string, role?: string): Array<MetricLabel.MetricLabel> => {
+  const id = role === undefined ? tokenUrl : `${tokenUrl}\u0000${role}`
+  let found = labelArrays.get(id)
+  if (found === undefined) {
+    found = [MetricLabel.make("token_url", tokenUrl)]
+    if (role !== undefined) found.push(MetricLabel.make("role", role))
+    labelArrays.set(id, found)
+  }
+  return found
 }
 
 /**
- * Cache hits reach the counter in batches of this many, and whenever the hot view changes (at every transition and
- * when the provider closes): counting each hit would cost more than the hit itself once thousands of providers share a
- * process.
- */
-const HIT_BATCH = 256
-
-/**
- * The provider object. The hot path is its own methods and fields, so a warm `peek` or `get` touches this object, its
- * `Hot` view and the clock, nothing else: with thousands of providers in a process, each one more object is one more
- * cache miss.
+ * The Effect shell of the token lifecycle: one `Ref` holds `Lifecycle.State` and changes only through
+ * `Lifecycle.transition`; the provider runs the commands it returns (serve, fail, start or join a fetch, log) and keeps
+ * the metrics in step with the state.
+ *
+ * Thousands of providers may share a process, so a provider is one object with its methods on the prototype, and the
+ * hot path (`peek`, `get` with a usable token) reads only its own fields: the served token, until when, and the effect
+ * that serves it.
  */
 class Provider implements TokenProvider.TokenProvider {
   readonly [TypeId]: TokenProvider.TypeId = TypeId
-  hot: Hot | undefined = undefined
+  readonly tokenUrl: string
+  /** The token the hot path serves, until when, and the effect that serves it; `undefined` when it may not serve. */
+  private token: AccessToken.AccessToken | undefined = undefined
+  private until = 0
+  private ready: Effect.Effect<AccessToken.AccessToken> | undefined = undefined
+  /** Cache hits served from `token` that the counter has not seen yet. */
+  private served = 0
+  /**
+   * Objects told of `token` and `until` (`TokenProvider.mirror`), held weakly: an `AuthHeaders` built per request
+   * must not be kept alive by its provider. Those collected are dropped whenever the list has doubled.
+   */
+  private mirrors: Array<WeakRef<TokenProvider.Mirror>> | undefined = undefined
+  private mirrorsPruned = 0
+  private readonly labels: Array<MetricLabel.MetricLabel>
+  private readonly endpointLabels: Array<MetricLabel.MetricLabel>
+  /** `[provider, …]` label arrays of the series every provider updates, made on first use and kept. */
+  private successLabels: Array<MetricLabel.MetricLabel> | undefined = undefined
+  /** The single flight while a fetch is in flight: see `flights()`. */
+  private cache: Cache.Cache<number, Lifecycle.TokenOutcome | undefined> | undefined = undefined
   readonly get: Effect.Effect<AccessToken.AccessToken, TokenError>
+
   constructor(
     readonly name: string,
-    readonly tokenUrl: string,
+    private readonly config: ServiceAccountConfig,
+    private readonly client: HttpClient.HttpClient,
+    private readonly scope: Scope.Scope,
     private readonly clock: Clock.Clock,
-    private readonly hits: Metric.Metric.Counter<number>,
-    slow: Effect.Effect<AccessToken.AccessToken, TokenError>,
-    readonly invalidate: (rejected: AccessToken.AccessToken) => Effect.Effect<TokenProvider.InvalidateResult>,
-    readonly adopt: (token: AccessToken.AccessToken) => Effect.Effect<void>,
-    readonly state: Effect.Effect<TokenProvider.TokenState>
+    private readonly ref: Ref.Ref<Lifecycle.State>
   ) {
-    this.get = Effect.suspend(() => this.lease()?.ready ?? slow)
+    this.tokenUrl = displayUrl(config.tokenUrl)
+    this.labels = [MetricLabel.make("provider", name)]
+    this.endpointLabels = endpointLabels(this.tokenUrl)
+    this.get = Effect.suspend(() => this.peek() === undefined ? this.slow() : this.ready!)
   }
-  /** The hot view when it may serve now (counting the hit), else `undefined`. */
-  lease(): Hot | undefined {
-    const h = this.hot
-    if (h === undefined || this.clock.unsafeCurrentTimeMillis() >= h.until) return undefined
-    if (++h.served === HIT_BATCH) this.flush(h)
-    return h
-  }
+
   peek(): AccessToken.AccessToken | undefined {
-    return this.lease()?.token
+    const token = this.token
+    if (token === undefined || this.clock.unsafeCurrentTimeMillis() >= this.until) return undefined
+    if (++this.served === HIT_BATCH) this.flush()
+    return token
   }
-  flush(h: Hot): void {
-    if (h.served > 0) this.hits.unsafeUpdate(h.served, noLabels)
-    h.served = 0
+
+  readonly invalidate = (rejected: AccessToken.AccessToken): Effect.Effect<TokenProvider.InvalidateResult> =>
+    Effect.map(this.step({ _tag: "Invalidate", rejected }), (commands) => {
+      const reply = commands.find((c) => c._tag === "Reply")
+      const result = reply?._tag === "Reply" ? reply.result : { _tag: "NotCurrent" as const }
+      if (result._tag === "Dropped") Metrics.unauthorizedRefreshes.unsafeUpdate(1, this.labels)
+      return result
+    })
+
+  readonly adopt = (token: AccessToken.AccessToken): Effect.Effect<void> =>
+    Effect.flatMap(Random.next, (u) =>
+      Effect.flatMap(
+        this.step({ _tag: "Adopt", token, u }),
+        (commands) => commands.some((c) => c._tag === "Die") ? Effect.dieMessage(closedMessage(this.name)) : Effect.void
+      ))
+
+  get state(): Effect.Effect<TokenProvider.TokenState> {
+    return Effect.zipWith(Ref.get(this.ref), Clock.currentTimeMillis, Lifecycle.describe)
   }
-  /** Replaces the hot view (inside the state's atomic update). */
-  publish(lease: ReturnType<typeof Lifecycle.lease>): void {
-    const h = this.hot
-    if (h !== undefined) this.flush(h)
-    this.hot = lease === undefined
-      ? undefined
-      : new Hot(
-        lease.token,
-        lease.until,
-        h !== undefined && h.token === lease.token ? h.ready : Effect.succeed(lease.token)
+
+  private flush(): void {
+    if (this.served > 0) Metrics.cacheHits.unsafeUpdate(this.served, this.endpointLabels)
+    this.served = 0
+  }
+
+  mirror(target: TokenProvider.Mirror): Clock.Clock {
+    const mirrors = this.mirrors ??= []
+    if (mirrors.length >= 2 * this.mirrorsPruned + 8) {
+      this.mirrors = mirrors.filter((ref) => ref.deref() !== undefined)
+      this.mirrorsPruned = this.mirrors.length
+    }
+    this.mirrors.push(new WeakRef(target))
+    target.update(this.token, this.until)
+    return this.clock
+  }
+
+  flushMirror(target: TokenProvider.Mirror): void {
+    if (target.hits > 0) Metrics.cacheHits.unsafeUpdate(target.hits, this.endpointLabels)
+    target.hits = 0
+  }
+
+  /** Replaces what the hot path serves (inside the state's atomic update), here and in the mirrors. */
+  private publish(lease: ReturnType<typeof Lifecycle.lease>): void {
+    this.flush()
+    if (lease === undefined) {
+      this.token = this.ready = undefined
+    } else {
+      if (lease.token !== this.token) this.ready = Effect.succeed(lease.token)
+      this.token = lease.token
+      this.until = lease.until
+    }
+    if (this.mirrors === undefined) return
+    for (const ref of this.mirrors) {
+      const target = ref.deref()
+      if (target === undefined) continue
+      this.flushMirror(target)
+      target.update(this.token, this.until)
+    }
+  }
+
+  /**
+   * `[provider, key=value]`. Those of successful requests are made once and kept, so their metric hook stays cached;
+   * those of failed requests are made per use: rare, and nothing to keep per provider.
+   */
+  private labelsWith(key: string, value: string): Array<MetricLabel.MetricLabel> {
+    if (value === "success") return this.successLabels ??= [...this.labels, MetricLabel.make(key, value)]
+    return [...this.labels, MetricLabel.make(key, value)]
+  }
+
+  /** What the lifecycle needs of the configuration: derived on each (rare) transition rather than kept per provider. */
+  private get settings(): Lifecycle.Settings {
+    const config = this.config
+    const policy = RetrySchedule.fromRetryConfig(config.retry)
+    return {
+      bufferMillis: config.tokenCacheBufferSeconds * 1000,
+      backoffMillis: (retry, u) => RetrySchedule.delayMillis(policy, retry, u),
+      maxWaitMillis: config.retry.maxElapsedSeconds * 1000,
+      cooldownInitialMillis: config.failureCooldown.initialSeconds * 1000,
+      cooldownMaxMillis: config.failureCooldown.maxSeconds * 1000,
+      tokenUrl: this.tokenUrl
+    }
+  }
+
+  /** Runs one transition atomically; the hot path's view is recomputed in the same update. */
+  private step(event: Lifecycle.Event): Effect.Effect<ReadonlyArray<Lifecycle.Command>> {
+    return Effect.flatMap(
+      Ref.modify(this.ref, (before) => {
+        const next = Lifecycle.transition(before, event, this.clock.unsafeCurrentTimeMillis(), this.settings)
+        if (next.state !== before) this.publish(Lifecycle.lease(next.state))
+        return [[before, next] as const, next.state]
+      }),
+      ([before, next]) => {
+        if (next.state !== before) this.observe(before, next.state)
+        return this.logs(next.commands)
+      }
+    )
+  }
+
+  /** Metrics follow the state: updated here, when it changes, never when it is read. */
+  private observe(before: Lifecycle.State, after: Lifecycle.State): void {
+    const labels = this.labels
+    if (after.entry !== before.entry) {
+      Metrics.tokenExpiry.unsafeUpdate(after.entry === undefined ? 0 : after.entry.token.expiresAt / 1000, labels)
+    }
+    if ((after.degraded === undefined) !== (before.degraded === undefined)) {
+      Metrics.degraded.unsafeUpdate(after.degraded === undefined ? 0 : 1, labels)
+    }
+    if (after.cooldown !== before.cooldown) {
+      Metrics.cooldownUntil.unsafeUpdate(after.cooldown === undefined ? 0 : after.cooldown.until / 1000, labels)
+      if (after.cooldown !== undefined) {
+        Metrics.cooldowns.unsafeUpdate(1, [
+          ...labels,
+          MetricLabel.make("kind", after.cooldown.kind),
+          MetricLabel.make("reason", after.cooldown.error._tag)
+        ])
+      }
+    }
+  }
+
+  private logs(commands: ReadonlyArray<Lifecycle.Command>): Effect.Effect<ReadonlyArray<Lifecycle.Command>> {
+    const lines = commands.filter((c): c is Extract<Lifecycle.Command, { _tag: "Log" }> => c._tag === "Log")
+    if (lines.length === 0) return Effect.succeed(commands)
+    return Effect.as(
+      Effect.forEach(
+        lines,
+        (line) =>
+          (line.level === "Debug" ? Effect.logDebug(line.message) : Effect.logWarning(line.message)).pipe(
+            Effect.annotateLogs({ token_url: this.tokenUrl, ...line.fields })
+          ),
+        { discard: true }
+      ),
+      commands
+    )
+  }
+
+  /** One token request, its timeout capped by what is left of the fetch's budget. */
+  private request(deadline: number, attempts: Attempts): Effect.Effect<AccessToken.AccessToken, TokenError> {
+    return Effect.suspend(() => {
+      attempts.n++
+      const config = this.config
+      const budget = Math.max(deadline - this.clock.unsafeCurrentTimeMillis(), MIN_ATTEMPT_MS)
+      return Effect.logDebug("Fetching new service account token").pipe(
+        Effect.annotateLogs({ token_url: this.tokenUrl, scopes: config.scopes.join(" "), attempt: attempts.n }),
+        Effect.zipRight(
+          TokenEndpoint.request(config, { timeout: Duration.millis(Math.min(config.timeoutSeconds * 1000, budget)) })
+        ),
+        // a token that came too late to use fails the attempt, so the schedule retries it
+        Effect.flatMap((token) => {
+          const late = Lifecycle.arrival(token, this.clock.unsafeCurrentTimeMillis(), this.settings)
+          return late === undefined ? Effect.succeed(token) : Effect.fail(late)
+        }),
+        Effect.provideService(HttpClient.HttpClient, this.client),
+        Effect.tapError((error) =>
+          Effect.sync(() => {
+            attempts.last = error
+          })
+        ),
+        Effect.onExit((exit) =>
+          Effect.sync(() =>
+            Metrics.tokenRequests.unsafeUpdate(
+              1,
+              this.labelsWith("outcome", Exit.isSuccess(exit) ? "success" : exitTag(exit))
+            )
+          )
+        )
       )
+    })
+  }
+
+  /** One fetch (the single flight's lookup): the token request retried on the shared schedule, its outcome settled. */
+  private lookup(id: number): Effect.Effect<Lifecycle.TokenOutcome | undefined> {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this
+    return Effect.gen(function*() {
+      const clock = self.clock
+      const fetch = (yield* Ref.get(self.ref)).fetch
+      // an id whose fetch has settled and left the cache: the caller asks again
+      if (fetch === undefined || fetch.id !== id) return undefined
+      const wait = fetch.notBefore - clock.unsafeCurrentTimeMillis()
+      if (wait > 0) {
+        yield* Effect.logDebug("Waiting for the token endpoint's cool-down").pipe(
+          Effect.annotateLogs({ token_url: self.tokenUrl, wait_ms: wait })
+        )
+        yield* Effect.sleep(Duration.millis(wait))
+      }
+      const started = clock.unsafeCurrentTimeMillis()
+      const deadline = started + self.config.retry.maxElapsedSeconds * 1000
+      const attempts: Attempts = { n: 0, last: undefined }
+      const exit = yield* Effect.exit(
+        self.request(deadline, attempts).pipe(
+          Effect.retry(
+            RetrySchedule.make<TokenError>(RetrySchedule.fromRetryConfig(self.config.retry), {
+              while: (error) => isTransient(error) && deadline - clock.unsafeCurrentTimeMillis() >= MIN_ATTEMPT_MS,
+              retryAfter
+            }).pipe(
+              Schedule.onDecision((_, decision) =>
+                ScheduleDecision.isContinue(decision)
+                  ? Effect.logWarning("Token request failed; retrying").pipe(
+                    Effect.annotateLogs({
+                      token_url: self.tokenUrl,
+                      error: attempts.last?._tag ?? "?",
+                      attempt: attempts.n,
+                      retry_in_ms: Math.max(0, Intervals.start(decision.intervals) - clock.unsafeCurrentTimeMillis())
+                    })
+                  )
+                  : Effect.void
+              )
+            )
+          )
+        )
+      )
+      Metrics.fetchSeconds.unsafeUpdate((clock.unsafeCurrentTimeMillis() - started) / 1000, self.endpointLabels)
+      const u = yield* Random.next
+      const error = exitError(exit)
+      if (Exit.isFailure(exit) && error === undefined) {
+        // a defect (or the scope closing): no outcome to settle; every waiter gets the defect
+        yield* self.step({ _tag: "FetchDied", id })
+        return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
+      }
+      const commands = yield* self.step(
+        Exit.isSuccess(exit)
+          ? { _tag: "FetchSucceeded", id, token: exit.value, u }
+          : { _tag: "FetchFailed", id, error: error!, attempts: attempts.n, u }
+      )
+      const settled = commands.find((c) => c._tag === "Settle")
+      return settled?._tag === "Settle" ? settled.result : undefined
+    })
+  }
+
+  /**
+   * The single flight: a `Cache` keyed by fetch id, whose lookup is the fetch, joined by every caller waiting for it.
+   * It is made when a fetch starts and let go once no fetch is in flight (see `start`), so a provider between fetches
+   * holds nothing for it. A caller that asks for a fetch which has already settled gets `undefined` and asks again.
+   */
+  private flights(): Cache.Cache<number, Lifecycle.TokenOutcome | undefined> {
+    return this.cache ??= Effect.runSync(Cache.make({
+      capacity: 4,
+      timeToLive: Duration.infinity,
+      lookup: (id: number) => this.lookup(id)
+    }))
+  }
+
+  /** Starts fetch `id` in the provider's scope; afterwards, with no fetch in flight, the single flight is let go. */
+  private start(id: number): Effect.Effect<unknown> {
+    return Effect.suspend(() => {
+      const cache = this.flights()
+      return Effect.forkIn(
+        Effect.ensuring(
+          cache.get(id),
+          // atomic with the state: a fetch started since keeps the cache
+          Ref.update(this.ref, (s) => {
+            if (s.fetch === undefined && this.cache === cache) this.cache = undefined
+            return s
+          })
+        ),
+        this.scope
+      )
+    })
+  }
+
+  /** Waits for fetch `id`. Runs in the provider's scope, so an interrupted caller never cancels the shared fetch. */
+  private join(id: number, leader: boolean, since: number): Effect.Effect<AccessToken.AccessToken, TokenError> {
+    return Effect.flatMap(Effect.forkIn(Effect.suspend(() => this.flights().get(id)), this.scope), Fiber.join).pipe(
+      Effect.flatMap((outcome) => {
+        if (outcome === undefined) return this.get
+        Metrics.waitSeconds.unsafeUpdate((this.clock.unsafeCurrentTimeMillis() - since) / 1000, this.endpointLabels)
+        Metrics.waiters.unsafeUpdate(1, endpointLabels(this.tokenUrl, leader ? "leader" : "coalesced"))
+        return outcome._tag === "Token" ? Effect.succeed(outcome.token) : Effect.fail(outcome.error)
+      })
+    )
+  }
+
+  /** A `get` that the hot path could not serve: one transition, then what its commands say. */
+  private slow(): Effect.Effect<AccessToken.AccessToken, TokenError> {
+    return Effect.flatMap(this.step({ _tag: "Get" }), (commands) => {
+      let reply: Effect.Effect<AccessToken.AccessToken, TokenError> = Effect.dieMessage("no answer")
+      let started: Effect.Effect<unknown> = Effect.void
+      for (const command of commands) {
+        switch (command._tag) {
+          case "Serve":
+            Metrics.cacheHits.unsafeUpdate(1, this.endpointLabels)
+            reply = Effect.succeed(command.token)
+            break
+          case "Fail":
+            reply = Effect.fail(command.error)
+            break
+          case "Die":
+            reply = Effect.dieMessage(closedMessage(this.name))
+            break
+          case "Start":
+            started = this.start(command.fetch.id)
+            break
+          case "Join":
+            reply = this.join(command.id, command.leader, this.clock.unsafeCurrentTimeMillis())
+            break
+        }
+      }
+      return Effect.zipRight(started, reply)
+    })
+  }
+
+  /** The scope's finalizer: the provider stops serving, and its gauges go back to zero. */
+  close(): Effect.Effect<void> {
+    return Effect.map(this.step({ _tag: "Close" }), () => {
+      Metrics.tokenExpiry.unsafeUpdate(0, this.labels)
+      Metrics.degraded.unsafeUpdate(0, this.labels)
+      Metrics.cooldownUntil.unsafeUpdate(0, this.labels)
+    })
   }
 }
 
@@ -124,261 +438,36 @@ export interface MakeOptions {
   readonly name?: string | undefined
 }
 
-/**
- * The Effect shell of the token lifecycle: one `Ref` holds `Lifecycle.State` and changes only through
- * `Lifecycle.transition`; this module runs the commands it returns (serve, fail, start or join a fetch, log) and keeps
- * the metrics in step with the state.
- *
- * @internal
- */
+/** @internal */
 export const make = (
   config: ServiceAccountConfig,
   options?: MakeOptions
 ): Effect.Effect<TokenProvider.TokenProvider, never, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
     const scope = yield* Effect.scope
-    const clock = yield* Effect.clock
-    const name = options?.name ?? config.clientId
-    const tokenUrl = displayUrl(config.tokenUrl)
-    const policy = RetrySchedule.fromRetryConfig(config.retry)
-    const settings: Lifecycle.Settings = {
-      bufferMillis: config.tokenCacheBufferSeconds * 1000,
-      backoffMillis: (retry, u) => RetrySchedule.delayMillis(policy, retry, u),
-      maxWaitMillis: config.retry.maxElapsedSeconds * 1000,
-      cooldownInitialMillis: config.failureCooldown.initialSeconds * 1000,
-      cooldownMaxMillis: config.failureCooldown.maxSeconds * 1000,
-      tokenUrl
-    }
-    // stable label arrays: a metric caches its hook per array, which keeps updates on the hot path cheap
-    const labels = [MetricLabel.make("provider", name)]
-    const outcomeLabels = new Map<string, Array<MetricLabel.MetricLabel>>()
-    const labelsFor = (key: string, value: string) => {
-      let found = outcomeLabels.get(`${key}=${value}`)
-      if (found === undefined) outcomeLabels.set(`${key}=${value}`, found = [...labels, MetricLabel.make(key, value)])
-      return found
-    }
-
-    // Cache hits and latencies are labelled per identity provider, not per provider: thousands of tenants of one IdP
-    // share those series; the per-tenant signals (requests by outcome, waiters, expiry, degraded, cool-downs) keep the
-    // provider label.
-    const endpointLabels = [MetricLabel.make("token_url", tokenUrl)]
-    const hits = Metric.tagged(Metrics.cacheHits, "token_url", tokenUrl)
-
-    const ref = yield* Ref.make(Lifecycle.initial)
-    // assigned once the effects it needs exist; every transition publishes its hot view to it
-    let self: Provider | undefined
-
-    /** Metrics follow the state: updated here, when it changes, never when it is read. */
-    const observe = (before: Lifecycle.State, after: Lifecycle.State) => {
-      if (after.entry !== before.entry) {
-        Metrics.tokenExpiry.unsafeUpdate(after.entry === undefined ? 0 : after.entry.token.expiresAt / 1000, labels)
-      }
-      if ((after.degraded === undefined) !== (before.degraded === undefined)) {
-        Metrics.degraded.unsafeUpdate(after.degraded === undefined ? 0 : 1, labels)
-      }
-      if (after.cooldown !== before.cooldown) {
-        Metrics.cooldownUntil.unsafeUpdate(after.cooldown === undefined ? 0 : after.cooldown.until / 1000, labels)
-        if (after.cooldown !== undefined) {
-          Metrics.cooldowns.unsafeUpdate(1, [
-            ...labelsFor("kind", after.cooldown.kind),
-            MetricLabel.make("reason", after.cooldown.error._tag)
-          ])
-        }
-      }
-    }
-
-    /** Runs one transition atomically; the hot path's view is recomputed in the same update. */
-    const step = (event: Lifecycle.Event): Effect.Effect<ReadonlyArray<Lifecycle.Command>> =>
-      Effect.flatMap(
-        Ref.modify(ref, (before) => {
-          const next = Lifecycle.transition(before, event, clock.unsafeCurrentTimeMillis(), settings)
-          if (next.state !== before) self?.publish(Lifecycle.lease(next.state))
-          return [[before, next] as const, next.state]
-        }),
-        ([before, next]) => {
-          if (next.state !== before) observe(before, next.state)
-          return logs(next.commands)
-        }
-      )
-
-    const logs = (commands: ReadonlyArray<Lifecycle.Command>) => {
-      const lines = commands.filter((c): c is Extract<Lifecycle.Command, { _tag: "Log" }> => c._tag === "Log")
-      if (lines.length === 0) return Effect.succeed(commands)
-      return Effect.as(
-        Effect.forEach(lines, (line) =>
-          (line.level === "Debug" ? Effect.logDebug(line.message) : Effect.logWarning(line.message)).pipe(
-            Effect.annotateLogs({ token_url: tokenUrl, ...line.fields })
-          ), { discard: true }),
-        commands
-      )
-    }
-
-    /** One token request, its timeout capped by what is left of the fetch's budget. */
-    const request = (deadline: number, attempts: Attempts) =>
-      Effect.suspend(() => {
-        attempts.n++
-        const budget = Math.max(deadline - clock.unsafeCurrentTimeMillis(), MIN_ATTEMPT_MS)
-        return Effect.logDebug("Fetching new service account token").pipe(
-          Effect.annotateLogs({ token_url: tokenUrl, scopes: config.scopes.join(" "), attempt: attempts.n }),
-          Effect.zipRight(
-            TokenEndpoint.request(config, { timeout: Duration.millis(Math.min(config.timeoutSeconds * 1000, budget)) })
-          ),
-          // a token that came too late to use fails the attempt, so the schedule retries it
-          Effect.flatMap((token) => {
-            const late = Lifecycle.arrival(token, clock.unsafeCurrentTimeMillis(), settings)
-            return late === undefined ? Effect.succeed(token) : Effect.fail(late)
-          }),
-          Effect.provideService(HttpClient.HttpClient, client),
-          Effect.tapError((error) =>
-            Effect.sync(() =>
-              attempts.last = error
-            )
-          ),
-          Effect.onExit((exit) =>
-            Effect.sync(() =>
-              Metrics.tokenRequests.unsafeUpdate(
-                1,
-                labelsFor("outcome", Exit.isSuccess(exit) ? "success" : exitTag(exit))
-              )
-            )
-          )
-        )
-      })
-
-    /** One fetch: the token request retried on the shared schedule, its outcome fed to the lifecycle. */
-    const lookup = (id: number): Effect.Effect<Lifecycle.TokenOutcome | undefined> =>
-      Effect.gen(function*() {
-        const fetch = (yield* Ref.get(ref)).fetch
-        // an id whose fetch has settled and left the cache: the caller asks again
-        if (fetch === undefined || fetch.id !== id) return undefined
-        const wait = fetch.notBefore - clock.unsafeCurrentTimeMillis()
-        if (wait > 0) {
-          yield* Effect.logDebug("Waiting for the token endpoint's cool-down").pipe(
-            Effect.annotateLogs({ token_url: tokenUrl, wait_ms: wait })
-          )
-          yield* Effect.sleep(Duration.millis(wait))
-        }
-        const started = clock.unsafeCurrentTimeMillis()
-        const deadline = started + config.retry.maxElapsedSeconds * 1000
-        const attempts: Attempts = { n: 0, last: undefined }
-        const exit = yield* Effect.exit(
-          request(deadline, attempts).pipe(
-            Effect.retry(
-              RetrySchedule.make<TokenError>(policy, {
-                while: (error) => isTransient(error) && deadline - clock.unsafeCurrentTimeMillis() >= MIN_ATTEMPT_MS,
-                retryAfter
-              }).pipe(
-                Schedule.onDecision((_, decision) =>
-                  ScheduleDecision.isContinue(decision)
-                    ? Effect.logWarning("Token request failed; retrying").pipe(
-                      Effect.annotateLogs({
-                        token_url: tokenUrl,
-                        error: attempts.last?._tag ?? "?",
-                        attempt: attempts.n,
-                        retry_in_ms: Math.max(0, Intervals.start(decision.intervals) - clock.unsafeCurrentTimeMillis())
-                      })
-                    )
-                    : Effect.void
-                )
-              )
-            )
-          )
-        )
-        Metrics.fetchSeconds.unsafeUpdate((clock.unsafeCurrentTimeMillis() - started) / 1000, endpointLabels)
-        const u = yield* Random.next
-        const error = exitError(exit)
-        if (Exit.isFailure(exit) && error === undefined) {
-          // a defect (or the scope closing): no outcome to settle; every waiter gets the defect
-          yield* step({ _tag: "FetchDied", id })
-          return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
-        }
-        const commands = yield* step(
-          Exit.isSuccess(exit)
-            ? { _tag: "FetchSucceeded", id, token: exit.value, u }
-            : { _tag: "FetchFailed", id, error: error!, attempts: attempts.n, u }
-        )
-        const settled = commands.find((c) => c._tag === "Settle")
-        return settled?._tag === "Settle" ? settled.result : undefined
-      })
-
-    // Single flight: one lookup per fetch id, shared by every caller that joins it (the lookup never fails).
-    const cache = yield* Cache.make({ capacity: 4, timeToLive: Duration.infinity, lookup })
-
-    yield* Effect.addFinalizer(() =>
-      Effect.map(step({ _tag: "Close" }), () => {
-        Metrics.tokenExpiry.unsafeUpdate(0, labels)
-        Metrics.degraded.unsafeUpdate(0, labels)
-        Metrics.cooldownUntil.unsafeUpdate(0, labels)
-      })
+    const provider = new Provider(
+      options?.name ?? config.clientId,
+      config,
+      yield* HttpClient.HttpClient,
+      scope,
+      yield* Effect.clock,
+      yield* Ref.make(Lifecycle.initial)
     )
-
-    /** Waits for fetch `id`. Runs in the provider's scope, so an interrupted caller never cancels the shared fetch. */
-    const join = (id: number, leader: boolean, since: number): Effect.Effect<AccessToken.AccessToken, TokenError> =>
-      Effect.flatMap(Effect.forkIn(cache.get(id), scope), Fiber.join).pipe(
-        Effect.flatMap((outcome) => {
-          if (outcome === undefined) return get
-          Metrics.waitSeconds.unsafeUpdate((clock.unsafeCurrentTimeMillis() - since) / 1000, endpointLabels)
-          Metrics.waiters.unsafeUpdate(1, labelsFor("role", leader ? "leader" : "coalesced"))
-          return outcome._tag === "Token" ? Effect.succeed(outcome.token) : Effect.fail(outcome.error)
-        })
-      )
-
-    /** Runs the commands of a `Get`: starts what it says, then answers the caller. */
-    const answer = (commands: ReadonlyArray<Lifecycle.Command>): Effect.Effect<AccessToken.AccessToken, TokenError> => {
-      let reply: Effect.Effect<AccessToken.AccessToken, TokenError> = Effect.dieMessage("no answer")
-      let started: Effect.Effect<unknown> = Effect.void
-      for (const command of commands) {
-        switch (command._tag) {
-          case "Serve":
-            hits.unsafeUpdate(1, noLabels)
-            reply = Effect.succeed(command.token)
-            break
-          case "Fail":
-            reply = Effect.fail(command.error)
-            break
-          case "Die":
-            reply = Effect.dieMessage(closedMessage(name))
-            break
-          case "Start":
-            started = Effect.forkIn(cache.get(command.fetch.id), scope)
-            break
-          case "Join":
-            reply = join(command.id, command.leader, clock.unsafeCurrentTimeMillis())
-            break
-        }
-      }
-      return Effect.zipRight(started, reply)
-    }
-
-    const get: Effect.Effect<AccessToken.AccessToken, TokenError> = Effect.suspend(() => self!.get)
-    const slow = Effect.flatMap(step({ _tag: "Get" }), answer)
-
-    const invalidate = (rejected: AccessToken.AccessToken): Effect.Effect<TokenProvider.InvalidateResult> =>
-      Effect.map(step({ _tag: "Invalidate", rejected }), (commands) => {
-        const reply = commands.find((c) => c._tag === "Reply")
-        const result = reply?._tag === "Reply" ? reply.result : { _tag: "NotCurrent" as const }
-        if (result._tag === "Dropped") Metrics.unauthorizedRefreshes.unsafeUpdate(1, labels)
-        return result
-      })
-
-    const adopt = (token: AccessToken.AccessToken): Effect.Effect<void> =>
-      Effect.flatMap(Random.next, (u) =>
-        Effect.flatMap(step({ _tag: "Adopt", token, u }), (commands) =>
-          commands.some((c) =>
-              c._tag === "Die"
-            )
-            ? Effect.dieMessage(closedMessage(name))
-            : Effect.void))
-
-    const state: Effect.Effect<TokenProvider.TokenState> = Effect.zipWith(
-      Ref.get(ref),
-      Clock.currentTimeMillis,
-      Lifecycle.describe
-    )
-
-    return self = new Provider(name, tokenUrl, clock, hits, slow, invalidate, adopt, state)
+    // not Effect.addFinalizer, which keeps a copy of this fiber's FiberRefs per provider
+    yield* Scope.addFinalizerExit(scope, () => provider.close())
+    return provider
   })
+
+/** @internal */
+export const mirror = (
+  provider: TokenProvider.TokenProvider,
+  target: TokenProvider.Mirror
+): Clock.Clock | undefined => provider instanceof Provider ? provider.mirror(target) : undefined
+
+/** @internal */
+export const flushMirror = (provider: TokenProvider.TokenProvider, target: TokenProvider.Mirror): void => {
+  if (provider instanceof Provider) provider.flushMirror(target)
+}
 
 const exitError = (exit: Exit.Exit<unknown, TokenError>): TokenError | undefined =>
   Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined

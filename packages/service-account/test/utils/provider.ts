@@ -22,12 +22,18 @@ export const setup = (handler: FakeTokenEndpoint.Handler, extra: Record<string, 
   Effect.gen(function*() {
     const fake = yield* FakeTokenEndpoint.make(handler)
     const name = `test-provider-${++counter}`
-    const provider = yield* TokenProvider.make(config(extra), { name }).pipe(Effect.provide(fake.layer))
-    const counterValue = (metric: Metric.Metric.Counter<number>, tags: Record<string, string> = {}) =>
+    // a token endpoint of its own (the fake answers any URL), so that the series tagged token_url are this test's
+    const tokenUrl = `https://idp.example.com/${name}/token`
+    const provider = yield* TokenProvider.make(config({ token_url: tokenUrl, ...extra }), { name }).pipe(
+      Effect.provide(fake.layer)
+    )
+    const tagged = (metric: Metric.Metric.Counter<number>, tags: Record<string, string>) =>
       Effect.map(
-        Metric.value(Object.entries({ provider: name, ...tags }).reduce((m, [k, v]) => Metric.tagged(m, k, v), metric)),
+        Metric.value(Object.entries(tags).reduce((m, [k, v]) => Metric.tagged(m, k, v), metric)),
         (state) => state.count
       )
+    const counterValue = (metric: Metric.Metric.Counter<number>, tags: Record<string, string> = {}) =>
+      tagged(metric, { provider: name, ...tags })
     return {
       fake,
       provider,
@@ -35,8 +41,8 @@ export const setup = (handler: FakeTokenEndpoint.Handler, extra: Record<string, 
       value: (effect: Effect.Effect<{ readonly token: Redacted.Redacted<string> }, unknown>) =>
         Effect.map(effect, (t) => Redacted.value(t.token)),
       waiters: Effect.zipWith(
-        counterValue(Metrics.waiters, { role: "leader" }),
-        counterValue(Metrics.waiters, { role: "coalesced" }),
+        tagged(Metrics.waiters, { token_url: provider.tokenUrl, role: "leader" }),
+        tagged(Metrics.waiters, { token_url: provider.tokenUrl, role: "coalesced" }),
         (a, b) => a + b
       ),
       requests: (outcome: string) => counterValue(Metrics.tokenRequests, { outcome }),
