@@ -38,6 +38,7 @@ import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js"
 import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -125,12 +126,12 @@ export interface TokenInfo {
 export interface ServiceAccountAuth {
   /** A fetch for the SDK's transports, authenticating requests to `serverUrl` only. */
   readonly fetch: AuthenticatedFetch.FetchLike
-  /** The ordered auth headers for one request (`Authorization`, then the service header). */
-  readonly getHeaders: (request?: {
-    readonly url?: URL | string | undefined
-    readonly method?: string | undefined
-    readonly mcpMethod?: string | undefined
-  }) => Promise<Record<string, string>>
+  /**
+   * The ordered auth headers for one request (`Authorization`, then the service header). A method, the hot path of
+   * every request: call it on the auth (`auth.getHeaders()`), or bind it (`() => auth.getHeaders()`) to pass it on.
+   * Every other member may be passed on as it is (`{ fetch: auth.fetch }`, `auth.close`).
+   */
+  getHeaders(request?: HeadersRequest): Promise<Record<string, string>>
   /** The current bearer token. Keep it in memory only. */
   readonly getToken: () => Promise<TokenInfo>
   /**
@@ -154,6 +155,18 @@ export interface ServiceAccountAuth {
    * the last provider sharing them (see {@link createServiceAccountAuth}). Every later call rejects.
    */
   readonly close: () => Promise<void>
+}
+
+/**
+ * The request `getHeaders` resolves headers for (a service-token function may depend on it).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface HeadersRequest {
+  readonly url?: URL | string | undefined
+  readonly method?: string | undefined
+  readonly mcpMethod?: string | undefined
 }
 
 interface Services {
@@ -226,6 +239,206 @@ const releaseShared = (entry: Shared): Promise<void> => {
   return entry.runtime.dispose()
 }
 
+/** This provider's token provider, service token and header builder, in its own scope. */
+const build = (
+  decoded: ServiceAccountConfig.ServiceAccountConfig,
+  options: Options,
+  scope: Scope.Scope
+): Effect.Effect<Omit<Services, "base">, ServiceTokenError, HttpClient.HttpClient> =>
+  Effect.gen(function*() {
+    const provider = yield* TokenProvider.make(decoded, { name: options.name }).pipe(Scope.extend(scope))
+    const serviceToken = decoded.serviceToken === undefined
+      ? noServiceToken
+      : Context.get(
+        yield* Layer.buildWithScope(
+          ServiceToken.layerFromConfig(decoded, { loadFunction: options.loadFunction, name: options.name }),
+          scope
+        ),
+        ServiceToken.ServiceToken
+      )
+    const auth = yield* AuthHeaders.make.pipe(
+      Effect.provideService(TokenProvider.TokenProvider, provider),
+      Effect.provideService(ServiceToken.ServiceToken, serviceToken)
+    )
+    return { provider, serviceToken, auth }
+  })
+
+const settle = <A>(exit: Exit.Exit<A, unknown>): A | Promise<never> =>
+  Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
+
+/** Cache hits counted here reach the metric in batches of this many (and at every change of token). */
+const HIT_BATCH = 256
+
+const closedError = () => new Error("createServiceAccountAuth: this auth was closed; create a new one")
+
+const tokenInfo = (token: AccessToken.AccessToken): TokenInfo => ({
+  accessToken: Redacted.value(token.token),
+  tokenType: "Bearer",
+  expiresAt: new Date(token.expiresAt),
+  scopes: [...token.scopes]
+})
+
+/**
+ * One provider of the Promise API. Thousands may share a process, so it is one object, and the runtime, the HTTP
+ * client and the logging are the shared entry's. Its public members are bound (callers pass `auth.fetch` and
+ * `auth.close` around) except `getHeaders`, a prototype method: a warm call reads this object only (the token
+ * provider keeps its mirror here), which keeps it cheap when thousands of providers take turns (each object a call
+ * touches is a likely cache miss).
+ */
+class Auth implements ServiceAccountAuth, TokenProvider.Mirror {
+  /**
+   * The warm path, kept by the token provider (`TokenProvider.mirror`) and `slowHeaders`. `serving`: the provider may
+   * serve the token `lastBearer` was built from; `untilSeconds`: until when (whole seconds, rounded down, so the check
+   * reads a small integer held in this object rather than a boxed number). `lastHeaders`: without a service header
+   * `undefined` (the warm path builds `{ Authorization }`, cheaper than copying a record), else the whole record. A new
+   * object per call: callers may change what they get. These fields come first: they share a cache line.
+   */
+  private serving = false
+  private untilSeconds = 0
+  hits = 0
+  private closed = false
+  private lastBearer = ""
+  private lastHeaders: Record<string, string> | undefined = undefined
+  private clock: Clock.Clock | undefined = undefined
+  /** What the provider serves, and the token of `lastBearer` (request-independent headers only). */
+  private current: AccessToken.AccessToken | undefined = undefined
+  private lastToken: AccessToken.AccessToken | undefined = undefined
+  private closing: Promise<void> | undefined = undefined
+  /** Set once built; the hot paths then read the token synchronously with `TokenProvider.peek`. */
+  private provider: TokenProvider.TokenProvider | undefined = undefined
+  private readonly services: Promise<Services>
+  /** Built on first use: most providers never call `fetch`. */
+  private serverFetch: Promise<AuthenticatedFetch.FetchLike | undefined> | undefined = undefined
+
+  constructor(
+    private readonly decoded: ServiceAccountConfig.ServiceAccountConfig,
+    private readonly options: Options,
+    private readonly entry: Shared,
+    /** This provider's token cache, background refresh and service token live here. */
+    private readonly scope: Scope.CloseableScope
+  ) {
+    this.services = entry.runtime.runtime().then((base) =>
+      Runtime.runPromise(base, build(decoded, options, scope)).then((built) => {
+        this.provider = built.provider
+        this.clock = TokenProvider.mirror(built.provider, this)
+        return { ...built, base }
+      })
+    )
+    // surfaced by the first call; never an unhandled rejection
+    this.services.catch(() => undefined)
+  }
+
+  /** Runs an effect in the shared runtime (its logging), with this provider's services. */
+  private run<A, E>(effect: Effect.Effect<A, E, TokenProvider.TokenProvider | ServiceToken.ServiceToken>): Promise<A> {
+    return this.services.then(({ base, provider, serviceToken }) =>
+      Runtime.runPromiseExit(
+        base,
+        effect.pipe(
+          Effect.provideService(TokenProvider.TokenProvider, provider),
+          Effect.provideService(ServiceToken.ServiceToken, serviceToken)
+        )
+      )
+    ).then(settle)
+  }
+
+  readonly fetch: AuthenticatedFetch.FetchLike = async (url, init) => {
+    if (this.closed) throw closedError()
+    const f =
+      await (this.serverFetch ??= this.services.then(({ auth, base, provider, serviceToken }) =>
+        this.options.serverUrl === undefined
+          ? undefined
+          : AuthenticatedFetch.makeWith(
+            auth,
+            Runtime.make({
+              context: base.context.pipe(
+                Context.add(TokenProvider.TokenProvider, provider),
+                Context.add(ServiceToken.ServiceToken, serviceToken)
+              ),
+              fiberRefs: base.fiberRefs,
+              runtimeFlags: base.runtimeFlags
+            }),
+            { serverUrl: this.options.serverUrl, fetch: this.options.fetch, headers: this.options.headers }
+          )
+      ))
+    if (f === undefined) {
+      throw new Error(
+        "createServiceAccountAuth: pass options.serverUrl to use fetch (it authenticates that server only)"
+      )
+    }
+    return f(url, init)
+  }
+
+  /** The provider's call (`TokenProvider.Mirror`): what it serves now, and until when. */
+  update(token: AccessToken.AccessToken | undefined, until: number): void {
+    this.current = token
+    this.untilSeconds = Math.floor(until / 1000)
+    this.serving = token !== undefined && token === this.lastToken
+  }
+
+  getHeaders(request?: HeadersRequest): Promise<Record<string, string>> {
+    if (this.closed) return Promise.reject(closedError())
+    if (this.serving && this.clock!.unsafeCurrentTimeMillis() < this.untilSeconds * 1000) {
+      if (++this.hits === HIT_BATCH) TokenProvider.flushMirror(this.provider!, this)
+      const headers = this.lastHeaders
+      return Promise.resolve(headers === undefined ? { Authorization: this.lastBearer } : { ...headers })
+    }
+    return this.slowHeaders(request)
+  }
+
+  private async slowHeaders(request: HeadersRequest | undefined): Promise<Record<string, string>> {
+    const { auth, serviceToken } = await this.services
+    const serverUrl = this.options.serverUrl ?? this.decoded.tokenUrl
+    const context = request === undefined
+      ? RequestContext.make(serverUrl, "POST")
+      : RequestContext.make(request.url ?? serverUrl, request.method ?? "POST", { mcpMethod: request.mcpMethod })
+    const set = await this.run(auth.forRequest(context) as Effect.Effect<AuthHeaders.AuthHeaderSet, ServiceTokenError>)
+    const headers = AuthHeaders.toRecord(set)
+    if (serviceToken.constant !== undefined) {
+      this.lastHeaders = Object.keys(headers).length === 1 ? undefined : headers
+      this.lastBearer = headers.Authorization!
+      this.lastToken = set.token
+      this.serving = this.clock !== undefined && set.token === this.current
+    }
+    return { ...headers }
+  }
+
+  readonly getToken = (): Promise<TokenInfo> => {
+    if (this.closed) return Promise.reject(closedError())
+    const token = this.provider?.peek()
+    return token !== undefined
+      ? Promise.resolve(tokenInfo(token))
+      : this.services.then(({ provider }) => this.run(provider.get)).then(tokenInfo)
+  }
+
+  readonly invalidate = (accessToken: string): Promise<TokenProvider.InvalidateResult> => {
+    if (this.closed) return Promise.reject(closedError())
+    return this.services.then(({ provider }) =>
+      this.run(provider.invalidate(AccessToken.make({ token: accessToken, issuedAt: 0, expiresInSeconds: 0 })))
+    )
+  }
+
+  readonly state = (): Promise<TokenProvider.TokenState> => {
+    if (this.closed) return Promise.reject(closedError())
+    return this.services.then(({ provider }) => this.run(provider.state))
+  }
+
+  readonly authProvider = (serverUrl?: URL | string): OAuthClientProvider => {
+    return OAuthProviderAdapter.makeWith(this.decoded, (effect) => this.run(effect), {
+      serverUrl: serverUrl ?? this.options.serverUrl
+    })
+  }
+
+  readonly close = (): Promise<void> => {
+    this.closed = true
+    // once this provider is built (or has failed to build), its scope closes in the shared runtime (its finalizers log
+    // through the same logger); the shared runtime is disposed of with its last provider
+    return this.closing ??= this.services.then(() => undefined, () => undefined)
+      .then(() => this.entry.runtime.runPromise(Scope.close(this.scope, Exit.void)))
+      .catch(() => undefined)
+      .then(() => releaseShared(this.entry))
+  }
+}
+
 /**
  * Creates the auth for one service account. `config` is the provider block as NAT users write it (snake_case keys);
  * it is validated at once and a `ConfigurationError` listing every problem is thrown if it is wrong.
@@ -239,163 +452,13 @@ const releaseShared = (entry: Shared): Promise<void> => {
  */
 export const createServiceAccountAuth = (config: unknown, options: Options = {}): ServiceAccountAuth => {
   const level = logLevelOf(options)
-  const logLayer = logging(options, level)
+  checkLogger(options)
   const decoded = ServiceAccountConfig.decodeSync(config)
   const entry = acquireShared(
     [options.httpClient ?? `ca_file:${decoded.caFile ?? ""}`, options.logger, level],
-    () => Layer.merge(options.httpClient ?? TokenHttpClient.layerFromConfig(decoded), logLayer)
+    () => Layer.merge(options.httpClient ?? TokenHttpClient.layerFromConfig(decoded), logging(options, level))
   )
-  // this provider's token cache, background refresh and service token live in its own scope
-  const scope = Effect.runSync(Scope.make())
-
-  let closed = false
-  let closing: Promise<void> | undefined
-  const closedError = () => new Error("createServiceAccountAuth: this auth was closed; create a new one")
-
-  // Resolved once; the hot paths then read the token synchronously with TokenProvider.peek. A provider holds only
-  // what it needs: its token provider, service token and header builder (runtimes and contexts are the shared one's).
-  let ready: Services | undefined
-  const services: Promise<Services> = entry.runtime.runtime().then((base) =>
-    Runtime.runPromise(
-      base,
-      Effect.gen(function*() {
-        const provider = yield* TokenProvider.make(decoded, { name: options.name }).pipe(Scope.extend(scope))
-        const serviceToken = decoded.serviceToken === undefined
-          ? noServiceToken
-          : Context.get(
-            yield* Layer.buildWithScope(
-              ServiceToken.layerFromConfig(decoded, { loadFunction: options.loadFunction, name: options.name }),
-              scope
-            ),
-            ServiceToken.ServiceToken
-          )
-        const auth = yield* AuthHeaders.make.pipe(
-          Effect.provideService(TokenProvider.TokenProvider, provider),
-          Effect.provideService(ServiceToken.ServiceToken, serviceToken)
-        )
-        return (ready = { provider, serviceToken, auth, base })
-      })
-    )
-  )
-  // surfaced by the first call; never an unhandled rejection
-  services.catch(() => undefined)
-
-  const settle = <A>(exit: Exit.Exit<A, unknown>): A | Promise<never> =>
-    Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
-  /** Runs an effect in the shared runtime (its logging), with this provider's services. */
-  const run = <A, E>(effect: Effect.Effect<A, E, TokenProvider.TokenProvider | ServiceToken.ServiceToken>) =>
-    services.then(({ base, provider, serviceToken }) =>
-      Runtime.runPromiseExit(
-        base,
-        effect.pipe(
-          Effect.provideService(TokenProvider.TokenProvider, provider),
-          Effect.provideService(ServiceToken.ServiceToken, serviceToken)
-        )
-      )
-    ).then(settle)
-
-  // built on first use: most providers never call fetch
-  let serverFetch: Promise<AuthenticatedFetch.FetchLike | undefined> | undefined
-  const fetchFor = () =>
-    serverFetch ??= services.then(({ auth, base, provider, serviceToken }) =>
-      options.serverUrl === undefined
-        ? undefined
-        : AuthenticatedFetch.makeWith(
-          auth,
-          Runtime.make({
-            context: base.context.pipe(
-              Context.add(TokenProvider.TokenProvider, provider),
-              Context.add(ServiceToken.ServiceToken, serviceToken)
-            ),
-            fiberRefs: base.fiberRefs,
-            runtimeFlags: base.runtimeFlags
-          }),
-          { serverUrl: options.serverUrl, fetch: options.fetch, headers: options.headers }
-        )
-    )
-
-  const tokenInfo = (token: AccessToken.AccessToken): TokenInfo => ({
-    accessToken: Redacted.value(token.token),
-    tokenType: "Bearer",
-    expiresAt: new Date(token.expiresAt),
-    scopes: [...token.scopes]
-  })
-
-  // The headers of the last bearer token, when the service header does not depend on the request: the warm path
-  // compares one reference and builds one small object (a new one per call: callers may change what they get). Without
-  // a service header that is an object literal, cheaper than copying a record.
-  let lastToken: AccessToken.AccessToken | undefined
-  let lastBearer = ""
-  let lastHeaders: Record<string, string> | undefined
-
-  const slowHeaders = async (request: Parameters<ServiceAccountAuth["getHeaders"]>[0]) => {
-    const { auth, serviceToken } = await services
-    const context = request === undefined
-      ? RequestContext.make(options.serverUrl ?? decoded.tokenUrl, "POST")
-      : RequestContext.make(request.url ?? options.serverUrl ?? decoded.tokenUrl, request.method ?? "POST", {
-        mcpMethod: request.mcpMethod
-      })
-    const set = await run(auth.forRequest(context) as Effect.Effect<AuthHeaders.AuthHeaderSet, ServiceTokenError>)
-    const headers = AuthHeaders.toRecord(set)
-    if (serviceToken.constant !== undefined) {
-      lastHeaders = Object.keys(headers).length === 1 ? undefined : headers
-      lastBearer = headers.Authorization!
-      lastToken = set.token
-    }
-    return { ...headers }
-  }
-
-  return {
-    fetch: async (url, init) => {
-      if (closed) throw closedError()
-      const f = await fetchFor()
-      if (f === undefined) {
-        throw new Error(
-          "createServiceAccountAuth: pass options.serverUrl to use fetch (it authenticates that server only)"
-        )
-      }
-      return f(url, init)
-    },
-    getHeaders: (request) => {
-      if (closed) return Promise.reject(closedError())
-      // lastToken is only set when the service header is request-independent
-      if (lastToken !== undefined && ready!.provider.peek() === lastToken) {
-        return Promise.resolve(lastHeaders === undefined ? { Authorization: lastBearer } : { ...lastHeaders })
-      }
-      return slowHeaders(request)
-    },
-    getToken: () => {
-      if (closed) return Promise.reject(closedError())
-      const token = ready?.provider.peek()
-      return token !== undefined
-        ? Promise.resolve(tokenInfo(token))
-        : services.then(({ provider }) => run(provider.get)).then(tokenInfo)
-    },
-    invalidate: (accessToken) => {
-      if (closed) return Promise.reject(closedError())
-      return services.then(({ provider }) =>
-        run(provider.invalidate(AccessToken.make({ token: accessToken, issuedAt: 0, expiresInSeconds: 0 })))
-      )
-    },
-    state: () => {
-      if (closed) return Promise.reject(closedError())
-      return services.then(({ provider }) => run(provider.state))
-    },
-    authProvider: (serverUrl) =>
-      OAuthProviderAdapter.makeWith(decoded, run, { serverUrl: serverUrl ?? options.serverUrl }),
-    close: () => {
-      closed = true
-      if (closing === undefined) {
-        // once this provider is built (or has failed to build), its scope closes in the shared runtime (its
-        // finalizers log through the same logger); the shared runtime is disposed of with its last provider
-        closing = services.then(() => undefined, () => undefined)
-          .then(() => entry.runtime.runPromise(Scope.close(scope, Exit.void)))
-          .catch(() => undefined)
-          .then(() => releaseShared(entry))
-      }
-      return closing
-    }
-  }
+  return new Auth(decoded, options, entry, Effect.runSync(Scope.make()))
 }
 
 const levels: Readonly<Record<LogLevel, EffectLogLevel.LogLevel>> = {
@@ -462,7 +525,7 @@ const logLevelOf = (options: Options): EffectLogLevel.LogLevel => {
  * The runtime's logging: Effect's default logger (which prints to stdout) is replaced by a stderr logger or the
  * user's, behind the minimum level. Wrong options throw at once, like a wrong config.
  */
-const logging = (options: Options, level: EffectLogLevel.LogLevel): Layer.Layer<never> => {
+const checkLogger = (options: Options): void => {
   const target = options.logger
   if (
     target !== undefined &&
@@ -470,6 +533,10 @@ const logging = (options: Options, level: EffectLogLevel.LogLevel): Layer.Layer<
   ) {
     throw new TypeError("createServiceAccountAuth: options.logger needs debug, info, warn and error methods")
   }
+}
+
+const logging = (options: Options, level: EffectLogLevel.LogLevel): Layer.Layer<never> => {
+  const target = options.logger
   return Layer.merge(
     EffectLogger.replace(
       EffectLogger.defaultLogger,

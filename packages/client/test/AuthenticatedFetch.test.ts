@@ -25,6 +25,7 @@ const stubAuth = (options: { fail?: unknown; throttled?: boolean; drops?: number
   const current = () => AccessToken.make({ token: `tok-${generation}`, issuedAt: 0, expiresInSeconds: 3600 })
   const auth: AuthHeaders.AuthHeaders = {
     peek: () => undefined,
+    peekRecord: () => undefined,
     forRequest: (context) =>
       Effect.suspend(() => {
         contexts.push(context)

@@ -159,6 +159,25 @@ describe("createServiceAccountAuth: many providers in one process", () => {
     await auth.close()
   })
 
+  it("the warm getHeaders follows the token provider: never the dropped token, nothing after close", async () => {
+    plain.reset()
+    const auth = createServiceAccountAuth(block("warm-follows"))
+    const bearer = async () => (await auth.getHeaders()).Authorization!
+    const first = await bearer()
+    expect(await bearer()).toBe(first) // warm: served from the auth's mirror
+    expect(plain.count).toBe(1)
+    expect(await auth.invalidate(first.slice("Bearer ".length))).toEqual({ _tag: "Dropped" })
+    const second = await bearer()
+    expect(second).not.toBe(first)
+    expect(await bearer()).toBe(second)
+    expect(plain.count).toBe(2)
+    // every member but getHeaders may be passed on as it is
+    const { close, getToken } = auth
+    expect(`Bearer ${(await getToken()).accessToken}`).toBe(second)
+    await close()
+    await expect(auth.getHeaders()).rejects.toThrow(/closed/)
+  })
+
   it("a program using providers that share a runtime and closing them exits on its own", async () => {
     plain.reset()
     const loader = pathToFileURL(createRequire(Path.join(root, "packages/client/package.json")).resolve("tsx")).href
