@@ -13,26 +13,26 @@ import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountC
 import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
-import * as Cache from "effect/Cache"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
-import { CLIENT_SECRET, SCOPE } from "./protocol.js"
+import { CLIENT_SECRET, MANY_WARM_UP, SCOPE } from "./protocol.js"
 import type { ChildContext } from "./scenarios.js"
 
 /** What one child reports. Bytes and µs. */
 export interface ManyResult {
   readonly n: number
-  /** Heap used (after gc) before the first provider, after the first one (warm: modules, the shared parts), after N. */
+  /**
+   * Heap used (after gc): before the first provider; with the first one, warm, and after `MANY_WARM_UP` more (ids not among the N) were built, used
+   * and closed (modules, the shared parts and compiled code in place); with all N.
+   */
   readonly heapBefore: number
   readonly heapAfterOne: number
   readonly heapAfterN: number
@@ -41,6 +41,12 @@ export interface ManyResult {
   /** µs per warm header resolution on provider 0 alone, and cycling over all N (medians of `reps`). */
   readonly singleUs: number
   readonly acrossUs: number
+  /**
+   * `shared` only: the same through the synchronous accessor,
+   * `(auth.peekRecord() ?? AuthHeaders.toRecord(yield* auth.forRequest(context))).Authorization`.
+   */
+  readonly singleAccessorUs?: number | undefined
+  readonly acrossAccessorUs?: number | undefined
   /** Active resources keeping the event loop alive, by type, before any provider and once the N are idle. */
   readonly resourcesBefore: Readonly<Record<string, number>>
   readonly resourcesIdle: Readonly<Record<string, number>>
@@ -55,7 +61,12 @@ const gc = (): void => {
   collect()
 }
 
-const heap = (): number => {
+/**
+ * Heap used after `gc()`, taken in a task of its own: objects a `WeakRef` was read from stay alive until the end of the
+ * job that read them, so measuring inside that job would count them.
+ */
+const heap = async (): Promise<number> => {
+  await new Promise((resolve) => setImmediate(resolve))
   gc()
   return process.memoryUsage().heapUsed
 }
@@ -89,27 +100,42 @@ const chunked = async (from: number, to: number, width: number, f: (i: number) =
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-/** A driver over N providers: build provider i (and fetch its token), time `calls` resolutions over providers [0, m). */
+/**
+ * A driver over N providers: build provider i (and fetch its token), close it, time `calls` resolutions over providers
+ * [0, m).
+ */
 interface Fleet {
   readonly add: (i: number) => Promise<void>
+  readonly remove: (i: number) => Promise<void>
   readonly time: (m: number, calls: number) => Promise<number>
+  /** The same through the synchronous accessor, where the API has one. */
+  readonly timeAccessor?: ((m: number, calls: number) => Promise<number>) | undefined
   readonly close: () => Promise<void>
 }
 
+/** Providers 0 … m − 1 as a packed array, made before the clock starts (the timed loop indexes it). */
+const firstOf = <A>(fleet: ReadonlyMap<number, A>, m: number): ReadonlyArray<A> =>
+  Array.from({ length: m }, (_, i) => fleet.get(i)!)
+
 const promiseFleet = async (tokenUrl: string): Promise<Fleet> => {
   const { createServiceAccountAuth } = await import("@mcp-auth/client/ServiceAccountAuth")
-  const auths: Array<ReturnType<typeof createServiceAccountAuth>> = []
+  const auths = new Map<number, ReturnType<typeof createServiceAccountAuth>>()
   return {
     add: async (i) => {
       const auth = createServiceAccountAuth(configOf(tokenUrl, i))
-      auths[i] = auth
+      auths.set(i, auth)
       await auth.getHeaders()
     },
+    remove: async (i) => {
+      await auths.get(i)!.close()
+      auths.delete(i)
+    },
     time: async (m, calls) => {
+      const list = firstOf(auths, m)
       let sink = ""
       const start = process.hrtime.bigint()
       for (let k = 0, i = 0; k < calls; k++) {
-        sink = (await auths[i]!.getHeaders()).Authorization!
+        sink = (await list[i]!.getHeaders()).Authorization!
         if (++i === m) i = 0
       }
       const elapsed = Number(process.hrtime.bigint() - start)
@@ -117,7 +143,7 @@ const promiseFleet = async (tokenUrl: string): Promise<Fleet> => {
       return elapsed / calls / 1000
     },
     close: async () => {
-      await Promise.all(auths.map((auth) => auth.close()))
+      await Promise.all(Array.from(auths.values(), (auth) => auth.close()))
     }
   }
 }
@@ -128,28 +154,48 @@ const sharedRuntime = () =>
 const sharedFleet = async (tokenUrl: string): Promise<Fleet> => {
   const runtime = sharedRuntime()
   const context = RequestContext.make("http://127.0.0.1/mcp", "POST")
-  const auths: Array<AuthHeaders.AuthHeaders> = []
-  const scopes: Array<Scope.CloseableScope> = []
+  const auths = new Map<number, AuthHeaders.AuthHeaders>()
+  const scopes = new Map<number, Scope.CloseableScope>()
   return {
     add: (i) =>
       runtime.runPromise(Effect.gen(function*() {
         const scope = yield* Scope.make()
-        scopes[i] = scope
+        scopes.set(i, scope)
         const config = ServiceAccountConfig.decodeSync(configOf(tokenUrl, i))
         const provider = yield* TokenProvider.make(config).pipe(Scope.extend(scope))
         const auth = yield* AuthHeaders.make.pipe(
           Effect.provideService(TokenProvider.TokenProvider, provider),
           Effect.provide(ServiceToken.none)
         )
-        auths[i] = auth
+        auths.set(i, auth)
         yield* auth.forRequest(context)
       })),
+    remove: async (i) => {
+      await runtime.runPromise(Scope.close(scopes.get(i)!, Exit.void))
+      scopes.delete(i)
+      auths.delete(i)
+    },
     time: (m, calls) =>
       runtime.runPromise(Effect.gen(function*() {
+        const list = firstOf(auths, m)
         let sink = ""
         const start = process.hrtime.bigint()
         for (let k = 0, i = 0; k < calls; k++) {
-          sink = Redacted.value((yield* auths[i]!.forRequest(context)).headers[0]![1])
+          sink = Redacted.value((yield* list[i]!.forRequest(context)).headers[0]![1])
+          if (++i === m) i = 0
+        }
+        const elapsed = Number(process.hrtime.bigint() - start)
+        if (sink.length === 0) return yield* Effect.dieMessage("empty header")
+        return elapsed / calls / 1000
+      })),
+    timeAccessor: (m, calls) =>
+      runtime.runPromise(Effect.gen(function*() {
+        const list = firstOf(auths, m)
+        let sink = ""
+        const start = process.hrtime.bigint()
+        for (let k = 0, i = 0; k < calls; k++) {
+          const auth = list[i]!
+          sink = (auth.peekRecord() ?? AuthHeaders.toRecord(yield* auth.forRequest(context))).Authorization!
           if (++i === m) i = 0
         }
         const elapsed = Number(process.hrtime.bigint() - start)
@@ -157,7 +203,9 @@ const sharedFleet = async (tokenUrl: string): Promise<Fleet> => {
         return elapsed / calls / 1000
       })),
     close: async () => {
-      await runtime.runPromise(Effect.forEach(scopes, (scope) => Scope.close(scope, Exit.void), { discard: true }))
+      await runtime.runPromise(
+        Effect.forEach(scopes.values(), (scope) => Scope.close(scope, Exit.void), { discard: true })
+      )
       await runtime.dispose()
     }
   }
@@ -175,39 +223,23 @@ const pieces = async (tokenUrl: string, n: number): Promise<Record<string, numbe
     const kept: Array<unknown> = []
     // one first, so that code and shared structures are in place
     kept.push(await build(-1))
-    const before = heap()
+    const before = await heap()
     for (let i = 0; i < n; i++) kept.push(await build(i))
-    out[name] = Math.round((heap() - before) / n)
+    out[name] = Math.round(((await heap()) - before) / n)
     if (kept.length !== n + 1) throw new Error("lost a piece")
   }
   await measure("decoded config", (i) => ServiceAccountConfig.decodeSync(configOf(tokenUrl, i)))
   await measure("Scope", () => runtime.runPromise(Scope.make()))
   await measure("Ref", () => runtime.runPromise(Ref.make({ entry: undefined, refreshing: false })))
-  await measure(
-    "Cache (capacity 4)",
-    () =>
-      runtime.runPromise(
-        Cache.make({ capacity: 4, lookup: (_: number) => Effect.succeed(Exit.void), timeToLive: Duration.infinity })
-      )
-  )
   const { Metrics } = await import("@mcp-auth/service-account")
   await measure(
-    "metric series of one provider label (hits, expiry, degraded, cool-down, requests, fetch and wait histograms, waiters)",
+    "the metric series of one provider label (token expiry; requests, outcome success)",
     (i) => {
-      const name = `piece-${i}`
-      const labels = [MetricLabel.make("provider", name)]
-      const hits = Metric.tagged(Metrics.cacheHits, "provider", name)
-      hits.unsafeUpdate(1, [])
+      const labels = [MetricLabel.make("provider", `piece-${i}`)]
       Metrics.tokenExpiry.unsafeUpdate(1, labels)
-      Metrics.degraded.unsafeUpdate(0, labels)
-      Metrics.cooldownUntil.unsafeUpdate(0, labels)
       const outcome = [...labels, MetricLabel.make("outcome", "success")]
       Metrics.tokenRequests.unsafeUpdate(1, outcome)
-      Metrics.fetchSeconds.unsafeUpdate(0.05, labels)
-      Metrics.waitSeconds.unsafeUpdate(0.05, labels)
-      const leader = [...labels, MetricLabel.make("role", "leader")]
-      Metrics.waiters.unsafeUpdate(1, leader)
-      return [labels, outcome, leader, hits]
+      return [labels, outcome]
     }
   )
   await measure("TokenProvider.make, no token", (i) =>
@@ -235,7 +267,7 @@ export const runMany = async (context: ChildContext): Promise<ManyResult> => {
     : undefined
   await ready()
   const resourcesBefore = resources()
-  const heapBefore = heap()
+  const heapBefore = await heap()
   const rssBefore = process.memoryUsage().rss
   if (fleet === undefined) {
     return {
@@ -253,20 +285,30 @@ export const runMany = async (context: ChildContext): Promise<ManyResult> => {
     }
   }
   await fleet.add(0)
-  // warm the code paths on provider 0, then measure what one warm provider holds
+  // warm the code paths on provider 0, then the construction path (built, used, closed), then measure the baseline
   await fleet.time(1, 20_000)
-  const heapAfterOne = heap()
+  const warm = (i: number) => n + i
+  await chunked(0, MANY_WARM_UP, 200, (i) => fleet.add(warm(i)))
+  await chunked(0, MANY_WARM_UP, 200, (i) => fleet.remove(warm(i)))
+  const heapAfterOne = await heap()
   await chunked(1, n, 200, fleet.add)
-  // warm-up of both loops, then interleaved repetitions
-  await fleet.time(1, calls)
-  await fleet.time(n, calls)
-  const single: Array<number> = []
-  const across: Array<number> = []
-  for (let r = 0; r < reps; r++) {
-    single.push(await fleet.time(1, calls))
-    across.push(await fleet.time(n, calls))
+  const heapAfterN = await heap()
+  // warm-up of each loop, then interleaved repetitions
+  const loops = [
+    (m: number) => fleet.time(m, calls),
+    ...(fleet.timeAccessor === undefined ? [] : [(m: number) => fleet.timeAccessor!(m, calls)])
+  ]
+  for (const loop of loops) {
+    await loop(1)
+    await loop(n)
   }
-  const heapAfterN = heap()
+  const samples = loops.map(() => ({ single: [] as Array<number>, across: [] as Array<number> }))
+  for (let r = 0; r < reps; r++) {
+    for (const [k, loop] of loops.entries()) {
+      samples[k]!.single.push(await loop(1))
+      samples[k]!.across.push(await loop(n))
+    }
+  }
   const rssAfterN = process.memoryUsage().rss
   // idle: tokens fetched, nobody asking; let short-lived handles (sockets' last reads, immediate timers) settle
   await sleep(200)
@@ -279,8 +321,10 @@ export const runMany = async (context: ChildContext): Promise<ManyResult> => {
     heapAfterN,
     rssBefore,
     rssAfterN,
-    singleUs: median(single),
-    acrossUs: median(across),
+    singleUs: median(samples[0]!.single),
+    acrossUs: median(samples[0]!.across),
+    singleAccessorUs: samples[1] === undefined ? undefined : median(samples[1].single),
+    acrossAccessorUs: samples[1] === undefined ? undefined : median(samples[1].across),
     resourcesBefore,
     resourcesIdle
   }

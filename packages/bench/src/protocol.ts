@@ -94,3 +94,9 @@ export type ParentMessage =
   | { readonly type: "job"; readonly job: Job }
   | { readonly type: "go" }
   | { readonly type: "stop" }
+
+/**
+ * Many-providers scenario: providers built, used and closed before the heap baseline is taken, so that the code V8
+ * compiles for building providers (a one-off, however many there are) is not counted per provider.
+ */
+export const MANY_WARM_UP = 500
