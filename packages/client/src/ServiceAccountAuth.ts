@@ -288,8 +288,8 @@ const tokenInfo = (token: AccessToken.AccessToken): TokenInfo => ({
 class Auth implements ServiceAccountAuth, TokenProvider.Mirror {
   /**
    * The warm path, kept by the token provider (`TokenProvider.mirror`) and `slowHeaders`. `serving`: the provider may
-   * serve the token `lastBearer` was built from; `untilSeconds`: until when (whole seconds, rounded down, so the check
-   * reads a small integer held in this object rather than a boxed number). `lastHeaders`: without a service header
+   * serve the token `#lastBearer` was built from; `untilSeconds`: until when (whole seconds, rounded down, so the check
+   * reads a small integer held in this object rather than a boxed number). `#lastHeaders`: without a service header
    * `undefined` (the warm path builds `{ Authorization }`, cheaper than copying a record), else the whole record. A new
    * object per call: callers may change what they get. These fields come first: they share a cache line.
    */
@@ -297,10 +297,10 @@ class Auth implements ServiceAccountAuth, TokenProvider.Mirror {
   private untilSeconds = 0
   hits = 0
   private closed = false
-  private lastBearer = ""
-  private lastHeaders: Record<string, string> | undefined = undefined
+  #lastBearer = ""
+  #lastHeaders: Record<string, string> | undefined = undefined
   private clock: Clock.Clock | undefined = undefined
-  /** What the provider serves, and the token of `lastBearer` (request-independent headers only). */
+  /** What the provider serves, and the token of `#lastBearer` (request-independent headers only). */
   private current: AccessToken.AccessToken | undefined = undefined
   private lastToken: AccessToken.AccessToken | undefined = undefined
   private closing: Promise<void> | undefined = undefined
@@ -379,8 +379,8 @@ class Auth implements ServiceAccountAuth, TokenProvider.Mirror {
     if (this.closed) return Promise.reject(closedError())
     if (this.serving && this.clock!.unsafeCurrentTimeMillis() < this.untilSeconds * 1000) {
       if (++this.hits === HIT_BATCH) TokenProvider.flushMirror(this.provider!, this)
-      const headers = this.lastHeaders
-      return Promise.resolve(headers === undefined ? { Authorization: this.lastBearer } : { ...headers })
+      const headers = this.#lastHeaders
+      return Promise.resolve(headers === undefined ? { Authorization: this.#lastBearer } : { ...headers })
     }
     return this.slowHeaders(request)
   }
@@ -394,8 +394,8 @@ class Auth implements ServiceAccountAuth, TokenProvider.Mirror {
     const set = await this.run(auth.forRequest(context) as Effect.Effect<AuthHeaders.AuthHeaderSet, ServiceTokenError>)
     const headers = AuthHeaders.toRecord(set)
     if (serviceToken.constant !== undefined) {
-      this.lastHeaders = Object.keys(headers).length === 1 ? undefined : headers
-      this.lastBearer = headers.Authorization!
+      this.#lastHeaders = Object.keys(headers).length === 1 ? undefined : headers
+      this.#lastBearer = headers.Authorization!
       this.lastToken = set.token
       this.serving = this.clock !== undefined && set.token === this.current
     }

@@ -11,6 +11,7 @@ import { createRequire } from "node:module"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
+import * as Util from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
@@ -165,6 +166,8 @@ describe("createServiceAccountAuth: many providers in one process", () => {
     const bearer = async () => (await auth.getHeaders()).Authorization!
     const first = await bearer()
     expect(await bearer()).toBe(first) // warm: served from the auth's mirror
+    // the headers it keeps in clear are never printed with it
+    expect(Util.inspect(auth, { showHidden: true, depth: 8 })).not.toContain(first.slice("Bearer ".length))
     expect(plain.count).toBe(1)
     expect(await auth.invalidate(first.slice("Bearer ".length))).toEqual({ _tag: "Dropped" })
     const second = await bearer()

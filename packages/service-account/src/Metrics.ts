@@ -26,9 +26,11 @@ export const tokenRequests = Metric.counter("mcp_auth_token_requests_total", {
 })
 
 /**
- * `get` / `peek` calls answered from the cached token without waiting. Counted in batches: added every 256 hits and
- * whenever the provider's state changes (at least once per token lifetime), so it may trail the true count by a few
- * hundred hits.
+ * `get` / `peek` calls answered from the cached token without waiting. Counted in batches, by each provider and each
+ * object it keeps told of its token (`TokenProvider.mirror`: the Promise API's auth, `AuthHeaders`): added every 256
+ * hits and whenever the provider's state changes (at least once per token lifetime), so each may trail the true count
+ * by up to 255 hits (with thousands of providers, the series by that many times more), and the hits of an
+ * `AuthHeaders` dropped between two changes are not counted.
  *
  * @since 0.1.0
  * @category Metrics

@@ -21,7 +21,8 @@
  * commands); the provider is the thin Effect shell that runs its commands. The design card's "a Layer backed by Cache
  * and Ref": the lifecycle state is one `Ref`, updated only by that function; the `Cache` is the single flight, one
  * lookup per fetch, joined by every waiter, made when a fetch starts and let go when none is in flight (a provider
- * between fetches holds none); background work is forked into the layer's scope.
+ * between fetches holds none, unless a caller that came too late for the last one made a new one, kept until the next
+ * fetch); background work is forked into the layer's scope.
  *
  * Many providers in one process: a provider is one object with its methods on its prototype (about 6 KiB with its
  * metric series, see the many-providers table in `packages/bench/BENCHMARKS.md`), idle providers hold no timers, and
@@ -200,7 +201,8 @@ export const make: (
  * refresh under way, a drop after a 401, closing): serve `token` while the provider's clock reads less than `until`
  * (epoch milliseconds), else fall back to `get`; `token` `undefined` means nothing may be served. Add one to `hits`
  * per token served; the provider adds them to the cache-hit metric at every update, and {@link flushMirror} does it
- * in between (call it every few hundred hits).
+ * in between (call it every few hundred hits). `update` runs inside the provider's transition: it must only record
+ * what it is told (no effects, no calls back into the provider); one that throws is dropped and never told again.
  *
  * @since 0.1.0
  * @category Models

@@ -1,9 +1,10 @@
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as Metrics from "@mcp-auth/service-account/Metrics"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
 import { Cause, Clock, Effect, Exit, Fiber, Metric, Redacted, Scope, TestClock } from "effect"
-import { gate, settle, setup } from "./utils/provider.js"
+import { config, gate, settle, setup } from "./utils/provider.js"
 
 const token = FakeTokenEndpoint.token
 
@@ -369,4 +370,44 @@ describe("TokenProvider.mirror (TestClock)", () => {
     expect(TokenProvider.mirror(fake, m)).toBeUndefined()
     expect(m.updates).toEqual([])
   })
+})
+
+describe("TokenProvider: the context it was built in", () => {
+  it.scoped("token requests run in the provider's context: services its HttpClient reads per request are seen", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      // FetchHttpClient reads its fetch from the context of each request
+      const fetch: typeof globalThis.fetch = async (input) => {
+        seen.push(String(input instanceof Request ? input.url : input))
+        return new Response(JSON.stringify({ access_token: "ctx-tok", token_type: "Bearer", expires_in: 3600 }), {
+          status: 200,
+          headers: { "content-type": "application/json" }
+        })
+      }
+      const provider = yield* TokenProvider.make(config()).pipe(
+        Effect.provide(FetchHttpClient.layer),
+        Effect.provideService(FetchHttpClient.Fetch, fetch)
+      )
+      expect(Redacted.value((yield* provider.get).token)).toBe("ctx-tok")
+      expect(seen).toEqual(["https://idp.example.com/token"])
+    }))
+
+  it.scoped("a mirror that throws is dropped; the provider keeps working", () =>
+    Effect.gen(function*() {
+      const t = yield* setup((n) => Effect.succeed(token(n, 3600)))
+      let calls = 0
+      TokenProvider.mirror(t.provider, {
+        hits: 0,
+        update: () => {
+          if (++calls > 1) throw new Error("a broken mirror")
+        }
+      })
+      const first = yield* t.provider.get // the mirror throws here
+      expect(Redacted.value(first.token)).toBe("tok-1")
+      expect(t.provider.peek()).toBe(first)
+      expect((yield* t.provider.invalidate(first))._tag).toBe("Dropped")
+      expect(yield* t.value(t.provider.get)).toBe("tok-2")
+      expect(calls).toBe(2) // dropped after it threw
+      expect((yield* t.provider.state).status).toBe("fresh")
+    }))
 })

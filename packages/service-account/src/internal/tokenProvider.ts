@@ -1,4 +1,4 @@
-import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Cache from "effect/Cache"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -105,7 +105,8 @@ class Provider implements TokenProvider.TokenProvider {
   constructor(
     readonly name: string,
     private readonly config: ServiceAccountConfig,
-    private readonly client: HttpClient.HttpClient,
+    /** The context the provider was built in (its `HttpClient`, and whatever that client reads per request). */
+    private readonly context: Context.Context<HttpClient.HttpClient>,
     private readonly scope: Scope.Scope,
     private readonly clock: Clock.Clock,
     private readonly ref: Ref.Ref<Lifecycle.State>
@@ -174,12 +175,19 @@ class Provider implements TokenProvider.TokenProvider {
       this.until = lease.until
     }
     if (this.mirrors === undefined) return
+    let failed: Set<WeakRef<TokenProvider.Mirror>> | undefined
     for (const ref of this.mirrors) {
       const target = ref.deref()
       if (target === undefined) continue
       this.flushMirror(target)
-      target.update(this.token, this.until)
+      try {
+        target.update(this.token, this.until)
+      } catch {
+        // a mirror that throws must not break the transition under way: it is dropped, never told again
+        ;(failed ??= new Set()).add(ref)
+      }
     }
+    if (failed !== undefined) this.mirrors = this.mirrors.filter((ref) => !failed.has(ref))
   }
 
   /**
@@ -273,7 +281,8 @@ class Provider implements TokenProvider.TokenProvider {
           const late = Lifecycle.arrival(token, this.clock.unsafeCurrentTimeMillis(), this.settings)
           return late === undefined ? Effect.succeed(token) : Effect.fail(late)
         }),
-        Effect.provideService(HttpClient.HttpClient, this.client),
+        // the single flight's Cache runs lookups in the context it was made in (none): the provider's goes back in here
+        Effect.provide(this.context),
         Effect.tapError((error) =>
           Effect.sync(() => {
             attempts.last = error
@@ -448,7 +457,7 @@ export const make = (
     const provider = new Provider(
       options?.name ?? config.clientId,
       config,
-      yield* HttpClient.HttpClient,
+      yield* Effect.context<HttpClient.HttpClient>(),
       scope,
       yield* Effect.clock,
       yield* Ref.make(Lifecycle.initial)
