@@ -293,6 +293,7 @@ export const runMany = async (context: ChildContext): Promise<ManyResult> => {
   const heapAfterOne = await heap()
   await chunked(1, n, 200, fleet.add)
   const heapAfterN = await heap()
+  const rssAfterN = process.memoryUsage().rss
   // warm-up of each loop, then interleaved repetitions
   const loops = [
     (m: number) => fleet.time(m, calls),
@@ -309,7 +310,6 @@ export const runMany = async (context: ChildContext): Promise<ManyResult> => {
       samples[k]!.across.push(await loop(n))
     }
   }
-  const rssAfterN = process.memoryUsage().rss
   // idle: tokens fetched, nobody asking; let short-lived handles (sockets' last reads, immediate timers) settle
   await sleep(200)
   const resourcesIdle = resources()
