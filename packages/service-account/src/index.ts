@@ -24,6 +24,11 @@ export * as RequestContext from "./RequestContext.js"
 export * as RetrySchedule from "./RetrySchedule.js"
 
 /**
+ * @since 0.2.0
+ */
+export * as Scrub from "./Scrub.js"
+
+/**
  * @since 0.1.0
  */
 export * as ServiceAccountConfig from "./ServiceAccountConfig.js"

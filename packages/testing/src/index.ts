@@ -33,6 +33,15 @@ export * as FakeHttpClient from "./FakeHttpClient.js"
 export * as FaultTokenEndpoint from "./FaultTokenEndpoint.js"
 
 /**
+ * A small hostile HTTP server for tests of what a client does when the server misbehaves: bodies that never end,
+ * connections closed mid-response, echoes of what it was sent. The handler is plain Node code; the server counts the
+ * bytes it wrote per response, so a test can assert how much it managed to send before the client hung up.
+ *
+ * @since 0.2.0
+ */
+export * as HostileServer from "./HostileServer.js"
+
+/**
  * An MCP server (SDK, Streamable HTTP) with bearer-JWT auth and an optional service-token header.
  *
  * @since 0.1.0

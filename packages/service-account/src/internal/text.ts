@@ -1,3 +1,5 @@
+import * as Scrub from "../Scrub.js"
+
 /** @internal */
 export const levenshtein = (a: string, b: string): number => {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i)
@@ -33,33 +35,20 @@ export const closest = (input: string, candidates: Iterable<string>): string | u
 }
 
 /**
- * A URL as it may appear in messages and logs: no user info, no query, no fragment.
+ * A URL as it may appear in messages and logs (`Scrub.url`).
  *
  * @internal
  */
-export const displayUrl = (url: URL | string): string => {
-  try {
-    const u = new URL(url)
-    return `${u.protocol}//${u.host}${u.pathname}`
-  } catch {
-    return "<invalid url>"
-  }
-}
+export const displayUrl = (url: URL | string): string => Scrub.url(url)
 
 /**
- * Server-provided text made safe for messages: bounded, single-line, printable, and with every known secret removed.
+ * Server-provided text made safe for messages (`Scrub.text`): bounded, single-line, printable, and with every known
+ * secret removed in each form it travels in.
  *
  * @internal
  */
-export const scrub = (text: string, secrets: ReadonlyArray<string>, max = 200): string => {
-  let out = text
-  for (const secret of secrets) {
-    if (secret.length > 0) out = out.split(secret).join("<redacted>")
-  }
-  // eslint-disable-next-line no-control-regex
-  out = out.replace(/[\u0000-\u001f\u007f]+/g, " ").trim()
-  return out.length > max ? `${out.slice(0, max)}…` : out
-}
+export const scrub = (text: string, secrets: ReadonlyArray<string>, max = 200): string =>
+  Scrub.text(text, secrets, { max })
 
 /** @internal */
 export const isLoopbackHost = (hostname: string): boolean => {
@@ -74,24 +63,39 @@ export const isLoopbackHost = (hostname: string): boolean => {
 export const isHeaderName = (name: string): boolean => /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)
 
 /**
- * Headers a service token must never replace: the bearer credential, and headers the HTTP client or MCP transport
- * owns.
+ * Headers a service token must never replace, each with why: the bearer credential, and headers the HTTP client or
+ * the MCP transport owns.
  *
  * @internal
  */
-export const reservedHeaders: ReadonlySet<string> = new Set([
-  "authorization",
-  "proxy-authorization",
-  "host",
-  "content-length",
-  "content-type",
-  "transfer-encoding",
-  "connection",
-  "accept",
-  "mcp-session-id",
-  "mcp-protocol-version",
-  "last-event-id"
+export const reservedHeaderReasons: ReadonlyMap<string, string> = new Map([
+  ["authorization", "Authorization carries the bearer token"],
+  ["proxy-authorization", "Proxy-Authorization carries the credentials of an HTTP proxy"],
+  ["host", "the HTTP client sets Host from the server URL"],
+  ["content-length", "the HTTP client sets Content-Length from the request body"],
+  ["content-type", "the MCP transport sets Content-Type for its JSON-RPC body"],
+  ["transfer-encoding", "the HTTP client sets Transfer-Encoding for the request body"],
+  ["connection", "the HTTP client manages the connection"],
+  ["accept", "the MCP transport sets Accept to the response types it reads (JSON and SSE)"],
+  ["mcp-session-id", "the MCP transport sends the session id the server assigned in Mcp-Session-Id"],
+  ["mcp-protocol-version", "the MCP transport sends the negotiated protocol version in MCP-Protocol-Version"],
+  ["last-event-id", "the MCP transport sends Last-Event-ID to resume an SSE stream"]
 ])
 
-/** A header value that can be sent as-is (no CR/LF/NUL). @internal */
-export const isHeaderValue = (value: string): boolean => !/[\r\n\0]/.test(value)
+/** @internal */
+export const reservedHeaders: ReadonlySet<string> = new Set(reservedHeaderReasons.keys())
+
+/**
+ * Why a header name is reserved, or `undefined` if it is not.
+ *
+ * @internal
+ */
+export const reservedHeaderReason = (name: string): string | undefined => reservedHeaderReasons.get(name.toLowerCase())
+
+/**
+ * A header value that can be sent as-is: HTAB, visible ASCII, space and obs-text (U+0080–U+00FF), as Node's HTTP
+ * clients accept; never CR, LF, NUL or another control character (RFC 9110 §5.5).
+ *
+ * @internal
+ */
+export const isHeaderValue = (value: string): boolean => /^[\t\x20-\x7e\x80-\xff]*$/.test(value)
