@@ -20,7 +20,7 @@
  *
  * @since 0.1.0
  */
-import * as AccessToken from "@mcp-auth/service-account/AccessToken"
+import type * as AccessToken from "@mcp-auth/service-account/AccessToken"
 import type { ServiceAccountConfig } from "@mcp-auth/service-account/ServiceAccountConfig"
 import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
@@ -97,13 +97,12 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
       }),
     saveTokens: (tokens: OAuthTokens) =>
       provider((p) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          p.adopt(AccessToken.make({
-            token: tokens.access_token,
-            issuedAt: now,
-            expiresInSeconds: tokens.expires_in ?? config.defaultExpiresInSeconds,
-            scopes: tokens.scope === undefined ? config.scopes : tokens.scope.split(" ")
-          })))
+        Effect.flatMap(
+          Clock.currentTimeMillis,
+          // validated like mcp-auth's own token responses: a token that cannot be sent, or an absurd lifetime, is
+          // the typed error (rejecting the SDK's auth), never adopted
+          (now) => Effect.flatMap(TokenEndpoint.validate(config, tokens, now), p.adopt)
+        )
       ),
     redirectToAuthorization: nonInteractive("redirectToAuthorization"),
     saveCodeVerifier: nonInteractive("saveCodeVerifier"),

@@ -12,7 +12,13 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import type * as Types from "effect/Types"
-import { closest, isHeaderName, isLoopbackHost as isLoopback, reservedHeaders } from "./internal/text.js"
+import {
+  closest,
+  isHeaderName,
+  isHeaderValue,
+  isLoopbackHost as isLoopback,
+  reservedHeaderReason
+} from "./internal/text.js"
 import { ConfigIssue } from "./ServiceAccountError.js"
 
 const fail = (ast: SchemaAST.AST, message: string) => ParseResult.fail(new ParseResult.Type(ast, "<value>", message))
@@ -30,17 +36,27 @@ export const nonEmptyString = (field: string, hint: string) =>
 
 /**
  * A secret: a string or an already `Redacted` string, decoded to `Redacted`. Its value never appears in a message.
+ * With `headerValue`, a value that cannot be sent in an HTTP header (CR, LF, NUL, another control character, or a
+ * character above U+00FF) is rejected too.
  *
  * @since 0.1.0
  * @category Schemas
  */
-export const secret = (field: string, hint: string) =>
+export const secret = (field: string, hint: string, options?: { readonly headerValue?: boolean | undefined }) =>
   Schema.transformOrFail(Schema.Unknown, Schema.RedactedFromSelf(Schema.String), {
     strict: true,
     decode: (u, _, ast) => {
       const value = typeof u === "string" ? u : Redacted.isRedacted(u) ? Redacted.value(u) : undefined
       if (typeof value !== "string") return fail(ast, `${field} must be a string`)
       if (value.trim().length === 0) return fail(ast, `${field} must not be empty: ${hint}`)
+      if (options?.headerValue === true && !isHeaderValue(value)) {
+        return fail(
+          ast,
+          `${field} cannot be sent in an HTTP header: it contains a line break (CR or LF), NUL, another control ` +
+            "character or a character above U+00FF; check the value (or the variable behind it), e.g. for a " +
+            "trailing newline"
+        )
+      }
       return ParseResult.succeed(Redacted.isRedacted(u) ? u as Redacted.Redacted<string> : Redacted.make(value))
     },
     encode: ParseResult.succeed
@@ -75,7 +91,14 @@ export const isLoopbackHost: (hostname: string) => boolean = isLoopback
  */
 export const number = (
   field: string,
-  options: { readonly min: number; readonly exclusiveMin?: boolean; readonly integer?: boolean; readonly unit?: string }
+  options: {
+    readonly min: number
+    readonly exclusiveMin?: boolean
+    /** An inclusive upper bound. */
+    readonly max?: number
+    readonly integer?: boolean
+    readonly unit?: string
+  }
 ) =>
   Schema.transformOrFail(Schema.Unknown, Schema.Number, {
     strict: true,
@@ -83,9 +106,11 @@ export const number = (
       const n = numeric(u)
       if (n === undefined) return fail(ast, `${field} must be a number, got ${JSON.stringify(u)}`)
       const what = `${options.integer ? "a whole number" : "a number"}${options.unit ? ` of ${options.unit}` : ""}`
-      const bound = `${options.exclusiveMin ? ">" : "≥"} ${options.min}`
+      const bound = `${options.exclusiveMin ? ">" : "≥"} ${options.min}` +
+        (options.max !== undefined ? ` and ≤ ${options.max}` : "")
       const ok = Number.isFinite(n) && (options.integer ? Number.isInteger(n) : true) &&
-        (options.exclusiveMin ? n > options.min : n >= options.min)
+        (options.exclusiveMin ? n > options.min : n >= options.min) &&
+        (options.max === undefined || n <= options.max)
       return ok ? ParseResult.succeed(n) : fail(ast, `${field} must be ${what} ${bound}, got ${String(u)}`)
     },
     encode: ParseResult.succeed
@@ -141,11 +166,11 @@ export const headerName = (field: string) =>
     Schema.filter((h) => isHeaderName(h), {
       message: (issue) => `${field} ${JSON.stringify(issue.actual)} is not a valid HTTP header name`
     }),
-    Schema.filter((h) => !reservedHeaders.has(h.toLowerCase()), {
+    Schema.filter((h) => reservedHeaderReason(h) === undefined, {
       message: (issue) =>
-        `${field} must not be ${
-          JSON.stringify(issue.actual)
-        }: that header is reserved (Authorization carries the bearer token); use e.g. X-Service-Account-Token`
+        `${field} must not be ${JSON.stringify(issue.actual)}: that header is reserved (${
+          reservedHeaderReason(String(issue.actual))
+        }); use e.g. X-Service-Account-Token`
     })
   )
 

@@ -14,6 +14,7 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as AccessToken from "./AccessToken.js"
 import * as ConfigSchema from "./ConfigSchema.js"
 import * as internal from "./internal/text.js"
 import type { RequestContext } from "./RequestContext.js"
@@ -87,8 +88,11 @@ const FunctionRef = Schema.declare((u): u is ServiceTokenFunction => Predicate.i
 
 const ServiceTokenFields = {
   token: Schema.optional(Schema.NullOr(
-    Secret("service_token.token", "is the environment variable behind it set?")
-  )).annotations({ description: "Static service token value (mutually exclusive with function)" }),
+    Secret("service_token.token", "is the environment variable behind it set?", { headerValue: true })
+  )).annotations({
+    description: "Static service token value (mutually exclusive with function); checked when the configuration " +
+      "is loaded: no line breaks or other characters an HTTP header cannot carry"
+  }),
   function: Schema.optional(Schema.NullOr(
     Schema.Union(nonEmpty("service_token.function", "give a module and export, e.g. ./tokens.ts#getToken"), FunctionRef)
   )).annotations({
@@ -246,6 +250,17 @@ const fields = {
     3600,
     "Token lifetime assumed when the response has no expires_in"
   ),
+  max_token_lifetime_seconds: withDefault(
+    ConfigSchema.number("max_token_lifetime_seconds", {
+      min: 0,
+      exclusiveMin: true,
+      max: AccessToken.MAX_LIFETIME_SECONDS,
+      unit: "seconds"
+    }),
+    86400,
+    "Longest token lifetime believed: a larger expires_in (or default_expires_in_seconds) is clamped to it, and " +
+      "refresh_in to the lifetime; must be greater than token_cache_buffer_seconds"
+  ),
   retry: Schema.optional(RetryInput).annotations({
     description: "Retries of transient token endpoint failures (5xx, network, timeout, 429 with Retry-After)"
   }),
@@ -341,6 +356,8 @@ export interface ServiceAccountConfig {
   readonly caFile?: string | undefined
   readonly allowInsecureHttp: boolean
   readonly defaultExpiresInSeconds: number
+  /** A token endpoint's `expires_in` (or `defaultExpiresInSeconds`) above it is clamped to it. */
+  readonly maxTokenLifetimeSeconds: number
   readonly retry: RetryPolicy
   readonly failureCooldown: FailureCooldownPolicy
   readonly preflightAuth: boolean
@@ -378,6 +395,7 @@ const toModel = (input: typeof ServiceAccountConfigInput.Type): ServiceAccountCo
     caFile: input.ca_file,
     allowInsecureHttp: input.allow_insecure_http,
     defaultExpiresInSeconds: input.default_expires_in_seconds,
+    maxTokenLifetimeSeconds: input.max_token_lifetime_seconds,
     retry: {
       maxAttempts: retry.max_attempts,
       initialBackoffSeconds: retry.initial_backoff_seconds,
@@ -490,6 +508,24 @@ const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pr
         message: "Cannot specify both 'token' and 'function' in service_token config. Choose one."
       })
     }
+  }
+  const lifetime = Schema.decodeUnknownEither(Schema.Struct({
+    max_token_lifetime_seconds: fields.max_token_lifetime_seconds,
+    token_cache_buffer_seconds: fields.token_cache_buffer_seconds
+  }))({
+    max_token_lifetime_seconds: input.max_token_lifetime_seconds,
+    token_cache_buffer_seconds: input.token_cache_buffer_seconds
+  })
+  if (
+    Either.isRight(lifetime) &&
+    lifetime.right.max_token_lifetime_seconds <= lifetime.right.token_cache_buffer_seconds
+  ) {
+    issues.push({
+      path: "max_token_lifetime_seconds",
+      message: `max_token_lifetime_seconds (${lifetime.right.max_token_lifetime_seconds}) must be greater than ` +
+        `token_cache_buffer_seconds (${lifetime.right.token_cache_buffer_seconds}): a token would be refreshed ` +
+        "before it was issued"
+    })
   }
   issues.push(
     ...notBelow(input, "retry", RetryInput, "initial_backoff_seconds", "max_backoff_seconds"),

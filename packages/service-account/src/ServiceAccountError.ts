@@ -177,6 +177,8 @@ export class NetworkError extends Schema.TaggedError<NetworkError>("@mcp-auth/se
  * Why a successful (HTTP 200) token response was rejected. `arrived_late` is the one that retrying may fix: the token
  * was fine, but the response took so long that too little of its lifetime was left to use it (a slow or overloaded
  * token endpoint); every other reason is the identity provider's configuration or a bug, and retrying cannot help.
+ * `access_token`: the token is not visible ASCII (it could not be sent in a header) or is longer than 16 KiB;
+ * `too_large`: the body passed 1 MiB (reading stopped there).
  *
  * @since 0.1.0
  * @category Models
@@ -185,6 +187,7 @@ export const MalformedReason = Schema.Literal(
   "not_json",
   "not_object",
   "missing_access_token",
+  "access_token",
   "token_type",
   "expires_in",
   "scope",
@@ -277,8 +280,28 @@ const hintFor = (status: number, error: string | undefined): string => {
   return status >= 500 ? "the identity provider failed; it is retried automatically" : "check token_url"
 }
 
+/** A thrown value as it may be encoded: an `Error` as its name and message, a primitive as text, nothing else. */
+const encodeCause = (u: unknown): unknown =>
+  u instanceof Error
+    ? { name: u.name, message: u.message }
+    : u === null || (typeof u !== "object" && typeof u !== "function")
+    ? String(u)
+    : `a non-Error ${Array.isArray(u) ? "array" : typeof u} was thrown`
+
 /**
- * The service token (the second header of the dual pattern) could not be produced.
+ * `Schema.Defect`, except that a value that is neither an `Error` nor a primitive encodes as a description of its kind,
+ * never as its JSON: whatever a service token function throws, its properties (a token, a vault response) are not
+ * serialised.
+ */
+const SafeDefect = Schema.transform(Schema.Unknown, Schema.Unknown, {
+  strict: true,
+  decode: (i) => Schema.decodeUnknownSync(Schema.Defect)(i),
+  encode: encodeCause
+})
+
+/**
+ * The service token (the second header of the dual pattern) could not be produced. `cause` is the original failure;
+ * it encodes (and `JSON.stringify`s) as its name and message only.
  *
  * @since 0.1.0
  * @category Errors
@@ -286,15 +309,38 @@ const hintFor = (status: number, error: string | undefined): string => {
 export class ServiceTokenError extends Schema.TaggedError<ServiceTokenError>(
   "@mcp-auth/service-account/ServiceTokenError"
 )("ServiceTokenError", {
-  reason: Schema.Literal("function_failed", "empty_token", "invalid_header", "invalid_result", "load_failed"),
+  reason: Schema.Literal(
+    "function_failed",
+    "empty_token",
+    "invalid_header",
+    "invalid_result",
+    "invalid_token",
+    "load_failed"
+  ),
   detail: Schema.String,
   header: Schema.optional(Schema.String),
-  cause: Schema.optional(Schema.Defect)
+  cause: Schema.optional(SafeDefect)
 }) {
   /**
    * @since 0.1.0
    */
   readonly [TypeId]: TypeId = TypeId
+  /**
+   * The fields, with `cause` as its name and message only (the encoded form): a user function may throw any value,
+   * and its own properties must not reach a log as JSON.
+   *
+   * @since 0.2.0
+   */
+  override toJSON(): unknown {
+    return {
+      _tag: this._tag,
+      reason: this.reason,
+      detail: this.detail,
+      ...(this.header !== undefined ? { header: this.header } : {}),
+      ...(this.cause !== undefined ? { cause: encodeCause(this.cause) } : {}),
+      message: this.message
+    }
+  }
   /**
    * @since 0.1.0
    */
@@ -310,6 +356,8 @@ export class ServiceTokenError extends Schema.TaggedError<ServiceTokenError>(
         return `Invalid service token header: ${this.detail}`
       case "invalid_result":
         return `Service token function returned an unusable value: ${this.detail}`
+      case "invalid_token":
+        return `Service token for header ${this.header ?? "?"} cannot be sent: ${this.detail}`
     }
   }
 }

@@ -4,7 +4,9 @@
  * `(kwargs, context) => token | [header, token]` (sync or async) called on every request, as NAT does.
  *
  * An empty token, an invalid or reserved header name, or a throwing function is a typed `ServiceTokenError`,
- * never a silently dropped header.
+ * never a silently dropped header. A static token from a configuration is checked when the configuration is decoded
+ * (`service_token.token`: a `ConfigurationError`); one passed to {@link layerStatic} that an HTTP header cannot carry
+ * is a `ServiceTokenError` with reason `invalid_token`.
  *
  * @since 0.1.0
  */
@@ -17,7 +19,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
-import { isHeaderName, isHeaderValue, reservedHeaders, scrub } from "./internal/text.js"
+import { isHeaderName, isHeaderValue, reservedHeaderReason, scrub } from "./internal/text.js"
 import * as Metrics from "./Metrics.js"
 import type { RequestContext } from "./RequestContext.js"
 import {
@@ -84,13 +86,12 @@ const checkHeader = (header: string): Either.Either<string, ServiceTokenError> =
         detail: `${JSON.stringify(scrub(header, [], 64))} is not a valid HTTP header name`
       })
     )
-    : reservedHeaders.has(header.toLowerCase())
+    : reservedHeaderReason(header) !== undefined
     ? Either.left(
       new ServiceTokenError({
         reason: "invalid_header",
         header,
-        detail:
-          `${header} is reserved (Authorization carries the bearer token); use e.g. ${DEFAULT_SERVICE_TOKEN_HEADER}`
+        detail: `${header} is reserved (${reservedHeaderReason(header)}); use e.g. ${DEFAULT_SERVICE_TOKEN_HEADER}`
       })
     )
     : Either.right(header)
@@ -106,8 +107,15 @@ const outcomeLabels = (provider: string | undefined) => {
   }
 }
 
-/** Turns what a function or effect produced into a header: a token (sent under `header`) or `[headerName, token]`. */
-const normalize = (result: unknown, header: string): Either.Either<ServiceHeader, ServiceTokenError> => {
+/**
+ * Turns what a function or effect produced (or a static value: `from: "static"`) into a header: a token (sent under
+ * `header`) or `[headerName, token]`.
+ */
+const normalize = (
+  result: unknown,
+  header: string,
+  from: "function" | "static" = "function"
+): Either.Either<ServiceHeader, ServiceTokenError> => {
   let name = header
   let value: unknown = result
   if (Array.isArray(result)) {
@@ -153,8 +161,10 @@ const normalize = (result: unknown, header: string): Either.Either<ServiceHeader
     )
   }
   if (!isHeaderValue(token)) {
+    const detail = "the token contains a line break (CR or LF), NUL, another control character or a character " +
+      "above U+00FF, which an HTTP header cannot carry"
     return Either.left(
-      new ServiceTokenError({ reason: "invalid_result", header: name, detail: "the token contains CR, LF or NUL" })
+      new ServiceTokenError({ reason: from === "static" ? "invalid_token" : "invalid_result", header: name, detail })
     )
   }
   return Either.right({
@@ -176,7 +186,7 @@ export const layerStatic = (
   Layer.effect(
     ServiceToken,
     Effect.map(
-      Either.flatMap(checkHeader(header), (h) => normalize(token, h)),
+      Either.flatMap(checkHeader(header), (h) => normalize(token, h, "static")),
       (serviceHeader) => {
         const constant = Option.some(serviceHeader)
         const result = Effect.succeed(constant)

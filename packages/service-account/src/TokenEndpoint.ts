@@ -5,6 +5,20 @@
  * expired on arrival (`expires_in` ≤ 0, or a lifetime no longer than the request took) is a `MalformedResponseError`
  * with reason `"expires_in"`, never a token.
  *
+ * A hostile or broken endpoint cannot exhaust memory or leak secrets:
+ * - The body is read as a stream and at most 1 MiB of it: past that, reading stops, the connection is closed and a 200
+ *   is a `MalformedResponseError` with reason `"too_large"` (an error status is reported by its status alone).
+ *   `timeout_seconds` bounds the whole exchange, body included.
+ * - `access_token` must be visible ASCII (0x21–0x7E; RFC 6750's `b64token` is a subset) and at most 16 KiB, else a
+ *   `MalformedResponseError` with reason `"access_token"` that never contains the value. A granted `scope` must be
+ *   RFC 6749 §3.3 scope-tokens.
+ * - `expires_in` above `max_token_lifetime_seconds` (default one day) is clamped to it, and logged at debug level;
+ *   `refresh_in` is clamped to the lifetime. `1e20`, `2^53` or `"1e400"` give a token that lives one day and is
+ *   refreshed on schedule, never an invalid `Date`.
+ * - Server text that reaches an error (an OAuth `error_description`, an odd `token_type`, a transport message) is
+ *   scrubbed (`Scrub.text`) of the client secret and the Basic credential in every form they travel in, of the
+ *   response's own `access_token`, and of the tokens the caller passes as `knownTokens`.
+ *
  * Most programs never call this module: `TokenProvider` calls {@link request} with its caching, retry and
  * cool-down policy around it.
  *
@@ -15,6 +29,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type * as Redacted from "effect/Redacted"
 import type * as AccessToken from "./AccessToken.js"
 import { displayUrl } from "./internal/text.js"
@@ -46,6 +61,11 @@ export const request = (
   options?: {
     /** Overrides `timeout_seconds` (the provider caps attempts at the caller's remaining budget). */
     readonly timeout?: Duration.DurationInput | undefined
+    /**
+     * Tokens the endpoint may echo that must never appear in an error (the provider passes its current and previous
+     * token), in addition to the client secret, the Basic credential and the response's own token.
+     */
+    readonly knownTokens?: ReadonlyArray<Redacted.Redacted<string> | undefined> | undefined
   }
 ): Effect.Effect<AccessToken.AccessToken, TokenError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
@@ -54,21 +74,27 @@ export const request = (
     const timeout = options?.timeout === undefined
       ? Duration.seconds(config.timeoutSeconds)
       : Duration.decode(options.timeout)
+    const secrets = internal.secretsOf(config, options?.knownTokens)
     const raw = yield* client.execute(internal.makeRequest(config)).pipe(
-      Effect.flatMap((response) =>
-        Effect.map(
-          response.text,
-          (body): internal.RawResponse => ({ status: response.status, headers: response.headers, body })
-        )
-      ),
-      Effect.mapError((error) => internal.fromHttpClientError(config, error)),
+      Effect.flatMap((response) => internal.readBody(response)),
+      Effect.mapError((error) => internal.fromHttpClientError(config, error, secrets)),
       Effect.timeoutFail({
         duration: timeout,
         onTimeout: () => new TokenTimeoutError({ tokenUrl: displayUrl(config.tokenUrl), timeout })
       })
     )
     const now = yield* Clock.currentTimeMillis
-    return yield* internal.parseResponse(config, raw, issuedAt, now)
+    const parsed = internal.parse(config, raw, issuedAt, now, secrets)
+    if (Either.isRight(parsed) && parsed.right.clampedFrom !== undefined) {
+      yield* Effect.logDebug("Token lifetime clamped to max_token_lifetime_seconds").pipe(
+        Effect.annotateLogs({
+          token_url: displayUrl(config.tokenUrl),
+          expires_in: parsed.right.clampedFrom,
+          max_token_lifetime_seconds: config.maxTokenLifetimeSeconds
+        })
+      )
+    }
+    return yield* Either.map(parsed, (p) => p.token)
   }).pipe(
     Effect.withSpan("mcp-auth/token-request", {
       kind: "client",
@@ -78,4 +104,25 @@ export const request = (
         "mcp_auth.auth_method": config.authMethod
       }
     })
+  )
+
+/**
+ * Validates a token response that someone else obtained (e.g. the MCP SDK, handing its new token to an
+ * `OAuthClientProvider`'s `saveTokens`) exactly as {@link request} validates its own: a visible-ASCII `access_token`
+ * of at most 16 KiB, a Bearer `token_type`, `expires_in` clamped to `max_token_lifetime_seconds`, a valid `scope`.
+ * `receivedAt` is both the issue instant and the arrival instant.
+ *
+ * @since 0.2.0
+ * @category Combinators
+ */
+export const validate = (
+  config: ServiceAccountConfig,
+  body: unknown,
+  receivedAt: number
+): Either.Either<AccessToken.AccessToken, TokenError> =>
+  internal.parseResponse(
+    config,
+    { status: 200, headers: { "content-type": "application/json" }, body: JSON.stringify(body) ?? "" },
+    receivedAt,
+    receivedAt
   )

@@ -112,7 +112,7 @@ describe("TokenEndpoint", () => {
         const error = yield* fiber.await.pipe(Effect.flatten)
         expect(error._tag).toBe("TokenTimeoutError")
         expect(error.message).toBe(
-          "Service account token request timed out after 5s (https://idp.example.com/oauth/token): check that the token endpoint is reachable, or raise timeout_seconds"
+          "Service account token request timed out after 5s (https://idp.example.com/oauth/token?<redacted>): check that the token endpoint is reachable, or raise timeout_seconds"
         )
       }))
   })
@@ -150,67 +150,67 @@ describe("TokenEndpoint", () => {
         "a non-JSON 200",
         { status: 200, body: "<html>ok</html>" },
         "not_json",
-        "Malformed token response from https://idp.example.com/oauth/token: the response is not JSON (text/html, 15 bytes)"
+        "Malformed token response from https://idp.example.com/oauth/token?<redacted>: the response is not JSON (text/html, 15 bytes)"
       ],
       [
         "a JSON array",
         { status: 200, body: [{ access_token: "leak-me" }] },
         "not_object",
-        "Malformed token response from https://idp.example.com/oauth/token: the response is an array, expected a JSON object"
+        "Malformed token response from https://idp.example.com/oauth/token?<redacted>: the response is an array, expected a JSON object"
       ],
       [
         "a missing access_token",
         { status: 200, body: { token_type: "Bearer" } },
         "missing_access_token",
-        "Access token not found in token response from https://idp.example.com/oauth/token: the response has no access_token"
+        "Access token not found in token response from https://idp.example.com/oauth/token?<redacted>: the response has no access_token"
       ],
       [
         "an empty access_token",
         { status: 200, body: { access_token: "", token_type: "Bearer" } },
         "missing_access_token",
-        "Access token not found in token response from https://idp.example.com/oauth/token: access_token must be a non-empty string"
+        "Access token not found in token response from https://idp.example.com/oauth/token?<redacted>: access_token must be a non-empty string"
       ],
       [
         "token_type mac",
         { status: 200, body: { access_token: "tok-mac", token_type: "mac" } },
         "token_type",
-        "Malformed token response from https://idp.example.com/oauth/token: token_type \"mac\" is not supported: only Bearer tokens can be sent"
+        "Malformed token response from https://idp.example.com/oauth/token?<redacted>: token_type \"mac\" is not supported: only Bearer tokens can be sent"
       ],
       [
         "a missing token_type",
         { status: 200, body: { access_token: "tok-without-type" } },
         "token_type",
-        "Malformed token response from https://idp.example.com/oauth/token: token_type is missing (expected Bearer)"
+        "Malformed token response from https://idp.example.com/oauth/token?<redacted>: token_type is missing (expected Bearer)"
       ],
       [
         "a non-numeric expires_in",
         { status: 200, body: { access_token: "tok", token_type: "Bearer", expires_in: "soon" } },
         "expires_in",
-        "Malformed token response from https://idp.example.com/oauth/token: expires_in must be a number of seconds > 0, got \"soon\""
+        "Malformed token response from https://idp.example.com/oauth/token?<redacted>: expires_in must be a number of seconds > 0, got \"soon\""
       ],
       [
         "a negative expires_in",
         { status: 200, body: { access_token: "tok", token_type: "Bearer", expires_in: -5 } },
         "expires_in",
-        "Malformed token response from https://idp.example.com/oauth/token: expires_in is -5: the identity provider issued a token that is already expired; give the client a positive access token lifetime at the identity provider"
+        "Malformed token response from https://idp.example.com/oauth/token?<redacted>: expires_in is -5: the identity provider issued a token that is already expired; give the client a positive access token lifetime at the identity provider"
       ],
       [
         "expires_in 0",
         { status: 200, body: { access_token: "tok", token_type: "Bearer", expires_in: 0 } },
         "expires_in",
-        "Malformed token response from https://idp.example.com/oauth/token: expires_in is 0: the identity provider issued a token that is already expired; give the client a positive access token lifetime at the identity provider"
+        "Malformed token response from https://idp.example.com/oauth/token?<redacted>: expires_in is 0: the identity provider issued a token that is already expired; give the client a positive access token lifetime at the identity provider"
       ],
       [
         "a negative numeric-string expires_in",
         { status: 200, body: { access_token: "tok", token_type: "Bearer", expires_in: " -30 " } },
         "expires_in",
-        "Malformed token response from https://idp.example.com/oauth/token: expires_in is -30: the identity provider issued a token that is already expired; give the client a positive access token lifetime at the identity provider"
+        "Malformed token response from https://idp.example.com/oauth/token?<redacted>: expires_in is -30: the identity provider issued a token that is already expired; give the client a positive access token lifetime at the identity provider"
       ],
       [
         "a non-string scope",
         { status: 200, body: { access_token: "tok", token_type: "Bearer", scope: ["a"] } },
         "scope",
-        "Malformed token response from https://idp.example.com/oauth/token: scope must be a space-delimited string, got an array"
+        "Malformed token response from https://idp.example.com/oauth/token?<redacted>: scope must be a space-delimited string, got an array"
       ]
     ]
     for (const [name, reply, reason, message] of malformed) {
@@ -245,7 +245,7 @@ describe("TokenEndpoint", () => {
         const error = Either.getLeft(result).pipe(Option.getOrThrow)
         expect(error).toMatchObject({ _tag: "MalformedResponseError", reason: "arrived_late" })
         expect(error.message).toBe(
-          "The token from https://idp.example.com/oauth/token arrived too late to use: the token expired before its response arrived: its lifetime is 1000 ms but the request took 2000 ms; give the client a longer access token lifetime at the identity provider, or find why the token endpoint answers so slowly"
+          "The token from https://idp.example.com/oauth/token?<redacted> arrived too late to use: the token expired before its response arrived: its lifetime is 1000 ms but the request took 2000 ms; give the client a longer access token lifetime at the identity provider, or find why the token endpoint answers so slowly"
         )
         expect(JSON.stringify(error)).not.toContain("tok-1")
         expect(ServiceAccountError.isTransient(error)).toBe(true)
@@ -288,7 +288,7 @@ describe("TokenEndpoint", () => {
       expect(error).toMatchObject({ _tag: "MalformedResponseError", reason: "expires_in" })
       expect(ServiceAccountError.failureKind(error)).toBe("permanent")
       expect(error.message).toBe(
-        "Malformed token response from https://idp.example.com/oauth/token: the response has no expires_in and default_expires_in_seconds is 0: set default_expires_in_seconds to the lifetime of the identity provider's tokens"
+        "Malformed token response from https://idp.example.com/oauth/token?<redacted>: the response has no expires_in and default_expires_in_seconds is 0: set default_expires_in_seconds to the lifetime of the identity provider's tokens"
       )
       // the default also counts against the time the request took
       const short = { ...config(), defaultExpiresInSeconds: 1 }
@@ -308,61 +308,61 @@ describe("TokenEndpoint", () => {
         "401 without a body",
         { status: 401, body: "" },
         { _tag: "InvalidCredentialsError", status: 401 },
-        "Invalid service account credentials (HTTP 401 from https://idp.example.com/oauth/token): check client_id and client_secret, and that the client may use the client_credentials grant"
+        "Invalid service account credentials (HTTP 401 from https://idp.example.com/oauth/token?<redacted>): check client_id and client_secret, and that the client may use the client_credentials grant"
       ],
       [
         "401 invalid_client",
         { status: 401, body: { error: "invalid_client", error_description: "client authentication failed" } },
         { _tag: "InvalidCredentialsError", status: 401, error: "invalid_client" },
-        "Invalid service account credentials (invalid_client: client authentication failed, HTTP 401 from https://idp.example.com/oauth/token): check client_id and client_secret, and that the client may use the client_credentials grant"
+        "Invalid service account credentials (invalid_client: client authentication failed, HTTP 401 from https://idp.example.com/oauth/token?<redacted>): check client_id and client_secret, and that the client may use the client_credentials grant"
       ],
       [
         "400 invalid_client",
         { status: 400, body: { error: "invalid_client" } },
         { _tag: "InvalidCredentialsError", status: 400, error: "invalid_client" },
-        "Invalid service account credentials (invalid_client, HTTP 400 from https://idp.example.com/oauth/token): check client_id and client_secret, and that the client may use the client_credentials grant"
+        "Invalid service account credentials (invalid_client, HTTP 400 from https://idp.example.com/oauth/token?<redacted>): check client_id and client_secret, and that the client may use the client_credentials grant"
       ],
       [
         "400 unauthorized_client",
         { status: 400, body: { error: "unauthorized_client" } },
         { _tag: "InvalidCredentialsError", status: 400, error: "unauthorized_client" },
-        "Invalid service account credentials (unauthorized_client, HTTP 400 from https://idp.example.com/oauth/token): check client_id and client_secret, and that the client may use the client_credentials grant"
+        "Invalid service account credentials (unauthorized_client, HTTP 400 from https://idp.example.com/oauth/token?<redacted>): check client_id and client_secret, and that the client may use the client_credentials grant"
       ],
       [
         "400 invalid_scope",
         { status: 400, body: { error: "invalid_scope", error_description: "mcp:admin not allowed" } },
         { _tag: "TokenEndpointError", status: 400, error: "invalid_scope", errorDescription: "mcp:admin not allowed" },
-        "Service account token request failed: HTTP 400 from https://idp.example.com/oauth/token (OAuth error invalid_scope: mcp:admin not allowed): check scopes against what the client is allowed to request"
+        "Service account token request failed: HTTP 400 from https://idp.example.com/oauth/token?<redacted> (OAuth error invalid_scope: mcp:admin not allowed): check scopes against what the client is allowed to request"
       ],
       [
         "429 with Retry-After seconds",
         { status: 429, headers: { "retry-after": "7" }, body: "" },
         { _tag: "RateLimitedError", status: 429, retryAfter: Duration.seconds(7) },
-        "Service account rate limit exceeded (HTTP 429 from https://idp.example.com/oauth/token): retry after 7s"
+        "Service account rate limit exceeded (HTTP 429 from https://idp.example.com/oauth/token?<redacted>): retry after 7s"
       ],
       [
         "429 without Retry-After",
         { status: 429, body: { error: "slow_down" } },
         { _tag: "RateLimitedError", status: 429 },
-        "Service account rate limit exceeded (HTTP 429 from https://idp.example.com/oauth/token): wait before retrying"
+        "Service account rate limit exceeded (HTTP 429 from https://idp.example.com/oauth/token?<redacted>): wait before retrying"
       ],
       [
         "502 with an HTML body",
         { status: 502, body: "<html><body>Bad gateway tok-secret</body></html>" },
         { _tag: "TokenEndpointError", status: 502 },
-        "Service account token request failed: HTTP 502 from https://idp.example.com/oauth/token (no OAuth error in the response body): the identity provider failed; it is retried automatically"
+        "Service account token request failed: HTTP 502 from https://idp.example.com/oauth/token?<redacted> (no OAuth error in the response body): the identity provider failed; it is retried automatically"
       ],
       [
         "503 with Retry-After",
         { status: 503, headers: { "retry-after": "3" }, body: "" },
         { _tag: "TokenEndpointError", status: 503, retryAfter: Duration.seconds(3) },
-        "Service account token request failed: HTTP 503 from https://idp.example.com/oauth/token (no OAuth error in the response body): the identity provider failed; it is retried automatically"
+        "Service account token request failed: HTTP 503 from https://idp.example.com/oauth/token?<redacted> (no OAuth error in the response body): the identity provider failed; it is retried automatically"
       ],
       [
         "a 200-range status other than 200",
         { status: 201, body: { access_token: "tok-201", token_type: "Bearer" } },
         { _tag: "TokenEndpointError", status: 201 },
-        "Service account token request failed: HTTP 201 from https://idp.example.com/oauth/token (no OAuth error in the response body): check token_url"
+        "Service account token request failed: HTTP 201 from https://idp.example.com/oauth/token?<redacted> (no OAuth error in the response body): check token_url"
       ]
     ]
     for (const [name, reply, fields, message] of cases) {
@@ -383,7 +383,7 @@ describe("TokenEndpoint", () => {
         })
         expect(error).toMatchObject({ _tag: "TlsError", code: "SELF_SIGNED_CERT_IN_CHAIN" })
         expect(error.message).toBe(
-          "TLS certificate verification failed for https://idp.example.com/oauth/token (SELF_SIGNED_CERT_IN_CHAIN: self-signed certificate in certificate chain): if the server uses an internal certificate authority, set ca_file to its PEM bundle"
+          "TLS certificate verification failed for https://idp.example.com/oauth/token?<redacted> (SELF_SIGNED_CERT_IN_CHAIN: self-signed certificate in certificate chain): if the server uses an internal certificate authority, set ca_file to its PEM bundle"
         )
       }))
 
@@ -392,7 +392,7 @@ describe("TokenEndpoint", () => {
         const error = yield* failWith({ fail: "ECONNREFUSED", message: "connect ECONNREFUSED 127.0.0.1:9" })
         expect(error).toMatchObject({ _tag: "NetworkError", code: "ECONNREFUSED" })
         expect(error.message).toBe(
-          "Service account token request failed: could not reach https://idp.example.com/oauth/token (ECONNREFUSED): check token_url, DNS, proxies and firewalls"
+          "Service account token request failed: could not reach https://idp.example.com/oauth/token?<redacted> (ECONNREFUSED): check token_url, DNS, proxies and firewalls"
         )
       }))
 

@@ -6,9 +6,12 @@
  */
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
 import * as AccessToken from "../AccessToken.js"
 import type { ServiceAccountConfig } from "../ServiceAccountConfig.js"
 import {
@@ -64,7 +67,8 @@ export const makeRequest = (config: ServiceAccountConfig): HttpClientRequest.Htt
 }
 
 /**
- * The raw pieces of a token endpoint response that validation needs.
+ * The raw pieces of a token endpoint response that validation needs. `tooLarge`: the body passed {@link MAX_BODY}
+ * bytes and reading stopped there (`body` is then empty).
  *
  * @internal
  */
@@ -72,9 +76,71 @@ export interface RawResponse {
   readonly status: number
   readonly headers: Readonly<Record<string, string | undefined>>
   readonly body: string
+  readonly tooLarge?: boolean | undefined
 }
 
-const MAX_BODY = 1024 * 1024
+/** The largest token response body read: 1 MiB. @internal */
+export const MAX_BODY = 1024 * 1024
+
+/** The longest `access_token` accepted: 16 KiB. @internal */
+export const MAX_ACCESS_TOKEN = 16 * 1024
+
+/**
+ * Reads a response body chunk by chunk, at most `limit` bytes: as soon as the total passes it, reading stops and the
+ * stream is interrupted (which closes the connection), so memory stays near the limit whatever the server sends.
+ *
+ * @internal
+ */
+export const readBody = (
+  response: HttpClientResponse.HttpClientResponse,
+  limit: number = MAX_BODY
+): Effect.Effect<RawResponse, HttpClientError.ResponseError> =>
+  Effect.map(
+    Stream.runFoldWhile(
+      response.stream,
+      { chunks: [] as Array<Uint8Array>, size: 0, over: false },
+      (read) => !read.over,
+      (read, chunk) => {
+        read.size += chunk.length
+        if (read.size > limit) {
+          read.over = true
+          read.chunks = []
+        } else {
+          read.chunks.push(chunk)
+        }
+        return read
+      }
+    ),
+    (read): RawResponse => {
+      const headers = response.headers
+      if (read.over) return { status: response.status, headers, body: "", tooLarge: true }
+      const bytes = new Uint8Array(read.size)
+      let offset = 0
+      for (const chunk of read.chunks) {
+        bytes.set(chunk, offset)
+        offset += chunk.length
+      }
+      return { status: response.status, headers, body: new TextDecoder().decode(bytes) }
+    }
+  )
+
+/**
+ * Every secret a token response may echo, each removed from server text in all its forms (`Scrub.forms`): the client
+ * secret, the `client_secret_basic` credential, and the tokens the caller knows (the provider's current and previous).
+ *
+ * @internal
+ */
+export const secretsOf = (
+  config: ServiceAccountConfig,
+  knownTokens: ReadonlyArray<Redacted.Redacted<string> | undefined> = []
+): Array<string> => {
+  const secrets = [
+    Redacted.value(config.clientSecret),
+    Redacted.value(basicCredential(config.clientId, config.clientSecret))
+  ]
+  for (const token of knownTokens) if (token !== undefined) secrets.push(Redacted.value(token))
+  return secrets
+}
 const MAX_RETRY_AFTER_MS = 3600_000
 
 /**
@@ -96,15 +162,45 @@ export const parseRetryAfter = (
   return Number.isNaN(date) ? undefined : clamp(date - nowMillis)
 }
 
-const numeric = (u: unknown): number | undefined => {
-  const n = typeof u === "number" ? u : typeof u === "string" && /^\s*\d+(\.\d+)?\s*$/.test(u) ? Number(u) : NaN
-  return Number.isFinite(n) && n >= 0 ? n : undefined
+/** A decimal number, exponent allowed (`3600`, `3600.5`, `1e20`, `-5`). */
+const DECIMAL = /^\s*-?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/
+
+/**
+ * A number of seconds: a JSON number or a numeric string, negative values included (rejected with their own hint).
+ * An overflowing literal (`1e400`, which JSON.parse reads as `Infinity`) counts as a very large number and is clamped
+ * by the caller; only non-numbers are `undefined`.
+ */
+const seconds = (u: unknown): number | undefined => {
+  const n = typeof u === "number" ? u : typeof u === "string" && DECIMAL.test(u) ? Number(u) : NaN
+  return Number.isNaN(n) ? undefined : n
 }
 
-/** `expires_in` as a number: a JSON number or a numeric string, negative values included (rejected with their own hint). */
-const seconds = (u: unknown): number | undefined => {
-  const n = typeof u === "number" ? u : typeof u === "string" && /^\s*-?\d+(\.\d+)?\s*$/.test(u) ? Number(u) : NaN
-  return Number.isFinite(n) ? n : undefined
+/** A value from the response as it may appear in a message: numbers as such, strings quoted, anything else by kind. */
+const shown = (u: unknown, secrets: ReadonlyArray<string>): string =>
+  typeof u === "number"
+    ? String(u)
+    : typeof u === "string"
+    ? JSON.stringify(scrub(u, secrets, 40))
+    : kindOf(u)
+
+/** RFC 6749 §3.3 scope-token. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
+
+/** RFC 6750 b64token is a subset of this: a token outside it could not be sent in an `Authorization` header. */
+const VISIBLE_ASCII = /^[\x21-\x7e]+$/
+
+/** What is wrong with an access token, in words that never quote it. */
+const describeBadToken = (token: string): string => {
+  if (token.length > MAX_ACCESS_TOKEN) {
+    return `access_token is ${token.length} characters long, more than the ${MAX_ACCESS_TOKEN} accepted`
+  }
+  // eslint-disable-next-line no-control-regex
+  const kind = /[\u0000-\u001f\u007f]/.test(token)
+    ? "a control character (such as NUL, CR or LF)"
+    : /[^\u0020-\u007e]/.test(token)
+    ? "a non-ASCII character"
+    : "a space"
+  return `access_token contains ${kind}: a bearer token must be visible ASCII (RFC 6750) to be sent in a header`
 }
 
 const parseJson = (body: string): unknown => {
@@ -118,29 +214,41 @@ const parseJson = (body: string): unknown => {
 const kindOf = (u: unknown): string => Array.isArray(u) ? "an array" : u === null ? "null" : `a ${typeof u}`
 
 /**
- * Validates a token endpoint response. Pure: `issuedAt` is the instant just before the request was sent and `now` the
- * instant the response arrived (for HTTP-date `Retry-After`, and to reject a token that is expired on arrival: an
- * `expires_in` ≤ 0, or a lifetime no longer than the request took, is a `MalformedResponseError` with reason
- * `"expires_in"`, so such a token is never stored).
+ * A validated token, and the lifetime the server asked for when it was clamped to `max_token_lifetime_seconds`.
  *
  * @internal
  */
-export const parseResponse = (
+export interface Parsed {
+  readonly token: AccessToken.AccessToken
+  readonly clampedFrom?: number | undefined
+}
+
+/**
+ * Validates a token endpoint response. Pure: `issuedAt` is the instant just before the request was sent and `now` the
+ * instant the response arrived (for HTTP-date `Retry-After`, and to reject a token that is expired on arrival: an
+ * `expires_in` ≤ 0, or a lifetime no longer than the request took, is a `MalformedResponseError` with reason
+ * `"expires_in"`, so such a token is never stored). An `expires_in` above `max_token_lifetime_seconds` is clamped to it,
+ * `refresh_in` to the lifetime. Server text in an error is scrubbed of `secrets` (see {@link secretsOf}) and of the
+ * response's own `access_token`.
+ *
+ * @internal
+ */
+export const parse = (
   config: ServiceAccountConfig,
   response: RawResponse,
   issuedAt: number,
-  now: number
-): Either.Either<AccessToken.AccessToken, TokenError> => {
+  now: number,
+  knownSecrets: ReadonlyArray<string> = secretsOf(config)
+): Either.Either<Parsed, TokenError> => {
   const tokenUrl = displayUrl(config.tokenUrl)
-  const secrets = [
-    Redacted.value(config.clientSecret),
-    Redacted.value(basicCredential(config.clientId, config.clientSecret))
-  ]
-  const tooLarge = response.body.length > MAX_BODY
+  const secrets = [...knownSecrets]
+  const tooLarge = response.tooLarge === true || response.body.length > MAX_BODY
   const json = tooLarge ? undefined : parseJson(response.body)
   const object = typeof json === "object" && json !== null && !Array.isArray(json)
     ? json as Record<string, unknown>
     : undefined
+  // whatever else is wrong, the token in the body is never printed (it may be echoed in another field)
+  if (typeof object?.access_token === "string" && object.access_token.length > 0) secrets.push(object.access_token)
 
   if (response.status !== 200) {
     const error = typeof object?.error === "string" && object.error.length > 0
@@ -170,7 +278,7 @@ export const parseResponse = (
   const late = (detail: string) => Either.left(new MalformedResponseError({ tokenUrl, reason: "arrived_late", detail }))
 
   if (tooLarge) {
-    return malformed("too_large", `the response body is larger than ${MAX_BODY} bytes`)
+    return malformed("too_large", `the response body is larger than ${MAX_BODY} bytes (reading stopped there)`)
   }
   if (json === undefined) {
     const type = response.headers["content-type"] ?? "no content-type"
@@ -186,23 +294,29 @@ export const parseResponse = (
       accessToken === undefined ? "the response has no access_token" : "access_token must be a non-empty string"
     )
   }
-  secrets.push(accessToken)
+  if (accessToken.length > MAX_ACCESS_TOKEN || !VISIBLE_ASCII.test(accessToken)) {
+    // our own words only: nothing of the token, not even a part, reaches the error
+    return Either.left(
+      new MalformedResponseError({ tokenUrl, reason: "access_token", detail: describeBadToken(accessToken) })
+    )
+  }
   const tokenType = object.token_type
   if (typeof tokenType !== "string" || tokenType.toLowerCase() !== "bearer") {
     return malformed(
       "token_type",
       tokenType === undefined
         ? "token_type is missing (expected Bearer)"
-        : `token_type ${scrub(JSON.stringify(tokenType), secrets, 40)} is not supported: only Bearer tokens can be sent`
+        : `token_type ${shown(tokenType, secrets)} is not supported: only Bearer tokens can be sent`
     )
   }
+  const max = config.maxTokenLifetimeSeconds
   let expiresIn = config.defaultExpiresInSeconds
   if (object.expires_in !== undefined && object.expires_in !== null) {
     const n = seconds(object.expires_in)
     if (n === undefined) {
       return malformed(
         "expires_in",
-        `expires_in must be a number of seconds > 0, got ${scrub(JSON.stringify(object.expires_in), secrets, 40)}`
+        `expires_in must be a number of seconds > 0, got ${shown(object.expires_in, secrets)}`
       )
     }
     if (n <= 0) {
@@ -218,19 +332,29 @@ export const parseResponse = (
         ": set default_expires_in_seconds to the lifetime of the identity provider's tokens"
     )
   }
+  const clampedFrom = expiresIn > max ? expiresIn : undefined
+  expiresIn = Math.min(expiresIn, max)
   let scopes = config.scopes
   if (object.scope !== undefined && object.scope !== null) {
     if (typeof object.scope !== "string") {
       return malformed("scope", `scope must be a space-delimited string, got ${kindOf(object.scope)}`)
     }
     scopes = object.scope.split(/\s+/).filter((s) => s.length > 0)
+    if (!scopes.every((scope) => SCOPE_TOKEN.test(scope))) {
+      return malformed(
+        "scope",
+        "scope holds characters outside RFC 6749 §3.3 (visible ASCII without quotes or backslashes): control or " +
+          "non-ASCII characters in a granted scope are refused rather than printed"
+      )
+    }
   }
+  const refreshIn = seconds(object.refresh_in)
   const token = AccessToken.make({
     token: accessToken,
     scopes,
     issuedAt,
     expiresInSeconds: expiresIn,
-    refreshIn: numeric(object.refresh_in)
+    refreshIn: refreshIn === undefined || refreshIn < 0 ? undefined : Math.min(refreshIn, expiresIn)
   })
   if (token.expiresAt <= now) {
     return late(
@@ -239,8 +363,22 @@ export const parseResponse = (
         "identity provider, or find why the token endpoint answers so slowly"
     )
   }
-  return Either.right(token)
+  return Either.right(clampedFrom === undefined ? { token } : { token, clampedFrom })
 }
+
+/**
+ * {@link parse}, the token only.
+ *
+ * @internal
+ */
+export const parseResponse = (
+  config: ServiceAccountConfig,
+  response: RawResponse,
+  issuedAt: number,
+  now: number,
+  knownSecrets?: ReadonlyArray<string>
+): Either.Either<AccessToken.AccessToken, TokenError> =>
+  Either.map(parse(config, response, issuedAt, now, knownSecrets), (parsed) => parsed.token)
 
 const TLS_CODES = new Set([
   "SELF_SIGNED_CERT_IN_CHAIN",
@@ -283,17 +421,18 @@ const rootFailure = (error: unknown): Failure => {
 
 /**
  * Maps a platform HTTP client failure to a typed error. The request (which holds the Basic credential) is dropped;
- * only the innermost error's code and message are kept.
+ * only the innermost error's code and message are kept, scrubbed of `secrets` (see {@link secretsOf}).
  *
  * @internal
  */
 export const fromHttpClientError = (
   config: ServiceAccountConfig,
-  error: HttpClientError.HttpClientError
+  error: HttpClientError.HttpClientError,
+  secrets: ReadonlyArray<string> = secretsOf(config)
 ): TlsError | NetworkError => {
   const url = displayUrl(config.tokenUrl)
   const root = rootFailure(error.cause)
-  const reason = scrub(root.message, [Redacted.value(config.clientSecret)])
+  const reason = scrub(root.message, secrets)
   if (root.code !== undefined && isTlsCode(root.code)) return new TlsError({ url, code: root.code, reason })
   return new NetworkError({
     url,

@@ -86,6 +86,12 @@ class Provider implements TokenProvider.TokenProvider {
   private token: AccessToken.AccessToken | undefined = undefined
   private until = 0
   private ready: Effect.Effect<AccessToken.AccessToken> | undefined = undefined
+  /**
+   * The last token served (still held after a 401 dropped it) and the one before it: a token endpoint may echo them,
+   * so the errors of the next token requests scrub them. Updated when the served token changes, never on the hot path.
+   */
+  private latest: AccessToken.AccessToken | undefined = undefined
+  private previous: AccessToken.AccessToken | undefined = undefined
   /** Cache hits served from `token` that the counter has not seen yet. */
   private served = 0
   /**
@@ -167,6 +173,10 @@ class Provider implements TokenProvider.TokenProvider {
   /** Replaces what the hot path serves (inside the state's atomic update), here and in the mirrors. */
   private publish(lease: ReturnType<typeof Lifecycle.lease>): void {
     this.flush()
+    if (lease !== undefined && lease.token !== this.latest) {
+      this.previous = this.latest
+      this.latest = lease.token
+    }
     if (lease === undefined) {
       this.token = this.ready = undefined
     } else {
@@ -274,7 +284,10 @@ class Provider implements TokenProvider.TokenProvider {
       return Effect.logDebug("Fetching new service account token").pipe(
         Effect.annotateLogs({ token_url: this.tokenUrl, scopes: config.scopes.join(" "), attempt: attempts.n }),
         Effect.zipRight(
-          TokenEndpoint.request(config, { timeout: Duration.millis(Math.min(config.timeoutSeconds * 1000, budget)) })
+          TokenEndpoint.request(config, {
+            timeout: Duration.millis(Math.min(config.timeoutSeconds * 1000, budget)),
+            knownTokens: [this.latest?.token, this.previous?.token]
+          })
         ),
         // a token that came too late to use fails the attempt, so the schedule retries it
         Effect.flatMap((token) => {
