@@ -9,18 +9,26 @@
  * meet a token revoked in the same event as the first). A 403 is not retried. Token and service-token failures are thrown as their typed
  * errors and come out of `client.connect()` / `client.callTool()` unchanged.
  *
+ * The `error` and `error_description` of a 401/403 `WWW-Authenticate` challenge reach the typed errors scrubbed
+ * (`Scrub.text`): the bearer tokens and service tokens sent lately are removed in every form, control characters
+ * too. A server URL with user info (`https://user:pass@host/…`) is refused: credentials belong in the auth config.
+ *
  * @since 0.1.0
  */
 import * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
 import * as ConfigSchema from "@mcp-auth/service-account/ConfigSchema"
 import * as RequestContext from "@mcp-auth/service-account/RequestContext"
+import * as Scrub from "@mcp-auth/service-account/Scrub"
 import { ConfigIssue, ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
 import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import { parseChallenge } from "./internal/challenge.js"
+import * as SecretRing from "./internal/secrets.js"
+import { userInfoError } from "./internal/serverUrl.js"
 import { McpForbiddenError, McpUnauthorizedError } from "./McpClientError.js"
 
 /** Requests per call at most: the first and up to two replays after 401s. */
@@ -85,7 +93,7 @@ const replayable = (body: unknown): boolean =>
 
 /**
  * Builds the fetch from an `AuthHeaders` service and the runtime to run it in. Throws a `ConfigurationError` for a
- * server URL that is neither https nor http on a loopback host.
+ * server URL that is neither https nor http on a loopback host, or that carries user info.
  *
  * @since 0.1.0
  * @category Constructors
@@ -97,6 +105,8 @@ export const makeWith = <R>(
 ): FetchLike => {
   const run = runWith(runtime)
   const server = new URL(options.serverUrl)
+  const userInfo = userInfoError(server)
+  if (userInfo !== undefined) throw userInfo
   if (server.protocol !== "https:" && !(server.protocol === "http:" && ConfigSchema.isLoopbackHost(server.hostname))) {
     throw new ConfigurationError({
       issues: [
@@ -110,25 +120,35 @@ export const makeWith = <R>(
   }
   const matches = inScope(server, options.scope)
   const base: FetchLike = options.fetch ?? ((url, init) => globalThis.fetch(url, init))
-  const display = `${server.origin}${server.pathname}`
+  const display = Scrub.url(server)
+  const secrets = SecretRing.make()
 
   const send = (url: URL, init: RequestInit | undefined, set: AuthHeaders.AuthHeaderSet) => {
     const headers = new Headers(options.headers)
     new Headers(init?.headers).forEach((value, name) => headers.set(name, value))
+    secrets.remember([
+      Redacted.value(set.token.token),
+      ...set.headers.slice(1).map(([, value]) => Redacted.value(value))
+    ])
     for (const [name, value] of Object.entries(AuthHeaders.toRecord(set))) headers.set(name, value)
     // redirects are never followed here: the caller sees the 3xx and a hop is scope-checked again on its own
     return base(url, { ...init, headers, redirect: "manual" })
   }
 
   const refused = async (response: Response) => {
-    const challenge = parseChallenge(response.headers.get("www-authenticate"))
+    const raw = parseChallenge(response.headers.get("www-authenticate"))
+    const error = raw.error === undefined ? "" : Scrub.text(raw.error, secrets.values(), { max: 100 })
+    const errorDescription = raw.errorDescription === undefined
+      ? ""
+      : Scrub.text(raw.errorDescription, secrets.values())
+    const challenge = { ...(error ? { error } : {}), ...(errorDescription ? { errorDescription } : {}) }
     await response.body?.cancel().catch(() => undefined)
     return response.status === 403
       ? new McpForbiddenError({ url: display, ...challenge })
       : new McpUnauthorizedError({ url: display, ...challenge })
   }
 
-  return async (input, init) => {
+  return SecretRing.register<FetchLike>(async (input, init) => {
     const url = new URL(input)
     if (!matches(url)) return base(input, init)
     const context = RequestContext.make(url, init?.method ?? "GET", mcpInfo(init?.body))
@@ -146,7 +166,7 @@ export const makeWith = <R>(
       }
       await response.body?.cancel().catch(() => undefined)
     }
-  }
+  }, secrets)
 }
 
 /**

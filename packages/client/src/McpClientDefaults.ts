@@ -14,7 +14,9 @@ import * as Duration from "effect/Duration"
  * `reconnect_max_backoff`).
  *
  * When an operation fails in a way a fresh connection may cure, the client closes the connection and reconnects up
- * to `maxAttempts` times, then retries the operation once. Unlike NAT, which waits exactly `initialBackoff × 2^(n−1)`
+ * to `maxAttempts` times, then retries the operation once. A `tools/call` is the exception: it is retried only when
+ * the failure proves it never reached the server (connection refused, name not resolved); otherwise it fails, and the
+ * session is replaced (the same way) before the next operation. Unlike NAT, which waits exactly `initialBackoff × 2^(n−1)`
  * (capped at `maxBackoff`) before the n-th reconnect, the wait is drawn uniformly from `[0, that ceiling]` ("full
  * jitter", `RetrySchedule` from `@mcp-auth/service-account`): a fleet of clients that lost the same server at the
  * same moment then does not reconnect in lockstep. Draws use Effect's `Random` service.
@@ -57,3 +59,13 @@ export const defaultReconnect: {
  * @category Constants
  */
 export const defaultToolCallTimeout: Duration.Duration = Duration.seconds(60)
+
+/**
+ * The most bytes read from one MCP response (McpClient `maxResponseBytes`, YAML `max_response_bytes`): 8 MiB. A JSON
+ * response is cut when its body exceeds it, an SSE stream when one event does (a stream may stay open for long; its
+ * total is bounded in time by the timeout).
+ *
+ * @since 0.2.0
+ * @category Constants
+ */
+export const defaultMaxResponseBytes: number = 8 * 1024 * 1024

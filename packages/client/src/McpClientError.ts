@@ -81,7 +81,18 @@ export class McpForbiddenError extends Schema.TaggedError<McpForbiddenError>("@m
 }
 
 /**
- * An MCP operation failed for a reason other than auth: connection, protocol, timeout or a tool error.
+ * An MCP operation failed for a reason other than auth:
+ *
+ * - `connect`: no connection (refused, DNS, TLS, an HTTP error status from the server);
+ * - `timeout`: no answer within `tool_call_timeout`;
+ * - `protocol`: a JSON-RPC error from the server or an invalid message;
+ * - `closed`: the connection or session closed while the request was in flight (a `tools/call` is then not sent
+ *   again: the server may have run it);
+ * - `too_large`: a response (or one SSE event) exceeded `max_response_bytes`; the connection was closed;
+ * - `invalid_request`: the request could not be built or serialized (e.g. arguments nested too deeply); not sent.
+ *
+ * Everything in `detail` that came from the server has been scrubbed (`Scrub.text`): no token, no service token, no
+ * control characters, capped.
  *
  * @since 0.1.0
  * @category Errors
@@ -91,7 +102,7 @@ export class McpRequestError extends Schema.TaggedError<McpRequestError>("@mcp-a
   {
     url: Schema.String,
     operation: Schema.String,
-    reason: Schema.Literal("connect", "timeout", "protocol", "closed"),
+    reason: Schema.Literal("connect", "timeout", "protocol", "closed", "too_large", "invalid_request"),
     detail: Schema.String,
     cause: Schema.optional(Schema.Defect)
   }
@@ -110,7 +121,14 @@ export class McpRequestError extends Schema.TaggedError<McpRequestError>("@mcp-a
       case "timeout":
         return `MCP ${this.operation} timed out (${this.url}): ${this.detail}`
       case "closed":
-        return `MCP client for ${this.url} is closed: ${this.detail}`
+        return `MCP ${this.operation} failed: the connection to ${this.url} closed (${this.detail})` +
+          (this.operation === "tools/call" ? "; the call was not sent again: the server may have run it" : "")
+      case "too_large":
+        return `MCP ${this.operation} failed (${this.url}): ${this.detail}; the connection was closed. ` +
+          "Raise max_response_bytes (McpClient option maxResponseBytes) if the server legitimately sends more"
+      case "invalid_request":
+        return `MCP ${this.operation} was not sent to ${this.url}: the request could not be serialized ` +
+          `(arguments nested too deeply, circular or not JSON): ${this.detail}`
       case "protocol":
         return `MCP ${this.operation} failed (${this.url}): ${this.detail}`
     }

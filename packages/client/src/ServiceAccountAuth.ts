@@ -269,7 +269,31 @@ const settle = <A>(exit: Exit.Exit<A, unknown>): A | Promise<never> =>
 /** Cache hits counted here reach the metric in batches of this many (and at every change of token). */
 const HIT_BATCH = 256
 
-const closedError = () => new Error("createServiceAccountAuth: this auth was closed; create a new one")
+/**
+ * What every method of a closed auth rejects with (and a call in flight when `close()` ended it): `close()` was
+ * called on this auth; create a new one.
+ *
+ * @since 0.2.0
+ * @category Errors
+ */
+export class AuthClosedError extends Error {
+  /**
+   * @since 0.2.0
+   */
+  readonly _tag = "AuthClosedError" as const
+  constructor() {
+    super("createServiceAccountAuth: this auth was closed (close() was called); create a new one")
+    this.name = "AuthClosedError"
+  }
+}
+
+const closedError = () => new AuthClosedError()
+
+/** A call that `close()` interrupted rejects with `AuthClosedError`, not with Effect's interruption. */
+const settleOrClosed = (closed: () => boolean) => <A>(exit: Exit.Exit<A, unknown>): A | Promise<never> =>
+  Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) && closed()
+    ? Promise.reject(closedError())
+    : settle(exit)
 
 const tokenInfo = (token: AccessToken.AccessToken): TokenInfo => ({
   accessToken: Redacted.value(token.token),
@@ -338,7 +362,7 @@ class Auth implements ServiceAccountAuth, TokenProvider.Mirror {
           Effect.provideService(ServiceToken.ServiceToken, serviceToken)
         )
       )
-    ).then(settle)
+    ).then(settleOrClosed(() => this.closed))
   }
 
   readonly fetch: AuthenticatedFetch.FetchLike = async (url, init) => {

@@ -54,13 +54,13 @@ describe("McpClient", () => {
       expect(ok.isError ?? false).toBe(false)
     }))
 
-  it.scopedLive("reconnects after a connection failure and retries the operation once (NAT behaviour)", () =>
+  it.scopedLive("a reset connection: tools/list reconnects and retries once; tools/call fails and is not sent again", () =>
     Effect.gen(function*() {
       const stack = yield* TestStack.make({ clients })
-      let failNext = false
+      let failNext: string | undefined
       const flaky: typeof fetch = (url, init) => {
-        if (failNext && typeof init?.body === "string" && init.body.includes("tools/call")) {
-          failNext = false
+        if (failNext !== undefined && typeof init?.body === "string" && init.body.includes(failNext)) {
+          failNext = undefined
           return Promise.reject(
             new TypeError("fetch failed", { cause: Object.assign(new Error("socket hang up"), { code: "ECONNRESET" }) })
           )
@@ -72,12 +72,21 @@ describe("McpClient", () => {
         fetch: flaky,
         reconnect: { initialBackoff: 0 }
       }).pipe(Effect.provide(yield* Layer.build(auth(stack.tokenUrl, clients[0]!))))
-      failNext = true
+      const initializes = () => stack.mcpServer.mcpRequests.filter((r) => r.rpcMethod === "initialize").length
+      failNext = "tools/list"
+      const tools = yield* client.listTools
+      expect(tools.length).toBeGreaterThan(0)
+      expect(initializes()).toBe(2)
+      // a reset may come after the server got the call: the call fails and is not replayed (NAT would replay it)
+      failNext = "tools/call"
+      const error = yield* Effect.flip(client.callTool("echo", { text: "once" }))
+      expect(error).toMatchObject({ _tag: "McpRequestError", reason: "closed", operation: "tools/call" })
+      expect(initializes()).toBe(2)
+      // the broken session is replaced before the next call
       const result = yield* client.callTool("echo", { text: "after reconnect" })
       expect(result.isError ?? false).toBe(false)
-      const initializes = stack.mcpServer.mcpRequests.filter((r) => r.rpcMethod === "initialize")
-      expect(initializes).toHaveLength(2)
-      expect(stack.authorizationServer.tokenRequestCount).toBe(1) // the token survived the reconnect
+      expect(initializes()).toBe(3)
+      expect(stack.authorizationServer.tokenRequestCount).toBe(1) // the token survived the reconnects
     }))
 
   it.scopedLive("without reconnects, a connection failure is a typed McpRequestError", () =>
@@ -146,6 +155,10 @@ const fakeServer = (clock: Clock.Clock) => {
     /** The `initialize` (1-based, the first connect included) from which the server is up again. */
     upFromConnect: Infinity,
     rpcError: false,
+    /** `tools/call` never answers. */
+    hangCalls: false,
+    /** The TestClock time of every `tools/call` the server received. */
+    calls: [] as Array<number>,
     connects: [] as Array<number>,
     fetch: async (_url: string | URL | Request, init?: RequestInit): Promise<Response> => {
       const message = init?.method === "POST" && typeof init.body === "string"
@@ -174,6 +187,9 @@ const fakeServer = (clock: Clock.Clock) => {
               serverInfo: { name: "fake", version: "0.0.0" }
             }
           })
+        case "tools/call":
+          server.calls.push(clock.unsafeCurrentTimeMillis())
+          return server.hangCalls ? never : reply({ result: { content: [{ type: "text", text: "done" }] } })
         case "tools/list":
           return server.rpcError
             ? reply({ error: { code: -32603, message: "internal error" } })
@@ -259,5 +275,56 @@ describe("McpClient reconnects (TestClock)", () => {
       expect(sleeps).toEqual([])
       expect(server.connects).toEqual([0])
       expect(yield* Effect.flip(exit)).toMatchObject({ _tag: "McpRequestError", reason: "protocol" })
+    }))
+
+  it.scoped("a tools/call that times out is not sent again, ends after one tool_call_timeout; the next reconnects", () =>
+    Effect.gen(function*() {
+      const server = fakeServer(yield* Effect.clock)
+      const client = yield* McpClient.makeUnauthenticated({
+        ...options(server.fetch, { initialBackoff: "1 second" }),
+        toolCallTimeout: "10 seconds"
+      })
+      server.hangCalls = true
+      const fiber = yield* Effect.fork(client.callTool("slow").pipe(Effect.withRandom(Random.fixed([0.5]))))
+      const { exit } = yield* drive(fiber)
+      expect(yield* Effect.flip(exit)).toMatchObject({ _tag: "McpRequestError", reason: "timeout" })
+      expect(yield* TestClock.currentTimeMillis).toBe(10_000) // not 2 × 10 s: no reconnect, no replay
+      expect(server.calls).toEqual([0])
+      server.hangCalls = false
+      const next = yield* Effect.fork(client.callTool("slow").pipe(Effect.withRandom(Random.fixed([0.5]))))
+      const { exit: ok, sleeps } = yield* drive(next)
+      expect(Exit.isSuccess(ok)).toBe(true)
+      expect(sleeps).toEqual([500]) // the broken session is replaced first, after the reconnect backoff
+      expect(server.connects).toEqual([0, 10_500])
+      expect(server.calls).toEqual([0, 10_500])
+    }))
+
+  it.scoped("tool_call_timeout bounds a tools/call whose reconnects keep being refused", () =>
+    Effect.gen(function*() {
+      const server = fakeServer(yield* Effect.clock)
+      const client = yield* McpClient.makeUnauthenticated({
+        ...options(server.fetch, { maxAttempts: 10, initialBackoff: "2 seconds", maxBackoff: "2 seconds" }),
+        toolCallTimeout: "5 seconds"
+      })
+      server.down = true
+      const fiber = yield* Effect.fork(client.callTool("any").pipe(Effect.withRandom(Random.fixed([0.999]))))
+      const { exit } = yield* drive(fiber)
+      expect(yield* Effect.flip(exit)).toMatchObject({ _tag: "McpRequestError", reason: "timeout" })
+      expect(yield* TestClock.currentTimeMillis).toBe(5_000)
+      expect(server.connects).toEqual([0, 1998, 3996])
+      expect(server.calls).toEqual([])
+    }))
+
+  it.scoped("a refused tools/call is sent again once the server is back", () =>
+    Effect.gen(function*() {
+      const server = fakeServer(yield* Effect.clock)
+      const client = yield* McpClient.makeUnauthenticated(options(server.fetch, { initialBackoff: "1 second" }))
+      server.down = true
+      server.upFromConnect = 2
+      const fiber = yield* Effect.fork(client.callTool("any").pipe(Effect.withRandom(Random.fixed([0.5]))))
+      const { exit } = yield* drive(fiber)
+      expect(Exit.isSuccess(exit)).toBe(true)
+      expect(server.connects).toEqual([0, 500])
+      expect(server.calls).toEqual([500])
     }))
 })
