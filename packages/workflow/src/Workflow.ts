@@ -30,6 +30,7 @@ import * as McpClient from "@mcp-auth/client/McpClient"
 import { type McpCallError, McpRequestError } from "@mcp-auth/client/McpClientError"
 import * as TrustedFetch from "@mcp-auth/client/TrustedFetch"
 import * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
+import * as Scrub from "@mcp-auth/service-account/Scrub"
 import type { ConfigurationError, ServiceTokenError, TokenError } from "@mcp-auth/service-account/ServiceAccountError"
 import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
@@ -106,7 +107,10 @@ export interface Options {
 export const functionGroup = (config: FunctionGroupConfig, client: McpClient.McpClient): FunctionGroup => {
   const allowed = (serverName: string) =>
     config.include.length > 0 ? config.include.includes(serverName) : !config.exclude.includes(serverName)
-  const exposed = (serverName: string) => config.toolOverrides[serverName]?.alias ?? serverName
+  // tool names come from the server: an own-key lookup, so that a tool named `constructor` finds no override
+  const override = (serverName: string) =>
+    Object.hasOwn(config.toolOverrides, serverName) ? config.toolOverrides[serverName] : undefined
+  const exposed = (serverName: string) => override(serverName)?.alias ?? serverName
   const serverNameOf = (tool: string) =>
     Object.entries(config.toolOverrides).find(([, o]) => o.alias === tool)?.[0] ?? tool
   const listTools = Effect.map(
@@ -115,7 +119,7 @@ export const functionGroup = (config: FunctionGroupConfig, client: McpClient.Mcp
       tools.filter((t) => allowed(t.name)).map((t): GroupTool => ({
         name: exposed(t.name),
         serverName: t.name,
-        description: config.toolOverrides[t.name]?.description ?? t.description,
+        description: override(t.name)?.description ?? t.description,
         inputSchema: t.inputSchema
       }))
   )
@@ -129,7 +133,7 @@ export const functionGroup = (config: FunctionGroupConfig, client: McpClient.Mcp
         ? client.callTool(serverName, args)
         : Effect.fail(
           new McpRequestError({
-            url: `${config.url.origin}${config.url.pathname}`,
+            url: Scrub.url(config.url),
             operation: "tools/call",
             reason: "protocol",
             detail: `tool ${tool} is not exposed by function group ${config.name} (include/exclude)`
@@ -187,6 +191,7 @@ export const make = (config: WorkflowConfig, options: Options = {}): Effect.Effe
           headers: group.customHeaders,
           fetch,
           toolCallTimeout: group.toolCallTimeout,
+          maxResponseBytes: group.maxResponseBytes,
           reconnect: group.reconnect
         }
         const context = group.authProvider === undefined ? undefined : auth.get(group.authProvider)

@@ -6,11 +6,25 @@
  * Loading reports every problem at once: unset `${VAR}`s with their YAML paths, provider and client schema errors,
  * references to missing providers, and NAT's transport rules.
  *
+ * Limits, so that loading takes bounded time and memory whatever the file holds (each is a `ConfigurationError` with
+ * the line and column when there is one, never an unexpected error):
+ * - a workflow is at most {@link maxWorkflowBytes} bytes (1 MiB) of UTF-8, checked before parsing, for files and
+ *   inline text alike; a file that is not valid UTF-8 is refused;
+ * - one YAML document; keys are plain values (no `? [a, b]` keys), each at most once per map (checked in linear time:
+ *   the `yaml` library's own check is quadratic, minutes for a 1 MiB map);
+ * - at most 1000 aliases (`*name`), each referring to an anchor defined before it and outside itself (no cycles); with
+ *   aliases resolved, at most 1 000 000 values nested at most 100 levels deep (an "alias bomb" is refused, whether
+ *   this check or the library's alias count catches it first).
+ *
+ * A URL in the configuration carries no credentials: `server.url` with user info (`https://user:pass@host/…`) is
+ * refused, and messages show URLs without their query and fragment (`?<redacted>`), as `Scrub.url` prints them.
+ *
  * @since 0.1.0
  */
 // the defaults' module, not McpClient: that one loads the MCP SDK, which `validate` and `info` must not wait for
 import * as McpClientDefaults from "@mcp-auth/client/McpClientDefaults"
 import * as ConfigSchema from "@mcp-auth/service-account/ConfigSchema"
+import * as Scrub from "@mcp-auth/service-account/Scrub"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import { ConfigIssue, ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
 import * as Duration from "effect/Duration"
@@ -20,8 +34,17 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import * as YAML from "yaml"
+import * as Yaml from "./internal/yaml.js"
 import * as Interpolation from "./Interpolation.js"
+
+/**
+ * The largest workflow accepted, in bytes of UTF-8 (1 MiB), file or inline text; checked before parsing so that
+ * parse time stays bounded.
+ *
+ * @since 0.2.0
+ * @category Constants
+ */
+export const maxWorkflowBytes: number = Yaml.limits.bytes
 
 /** NAT durations: a number of seconds, or a string such as "60", "30s", "1.5m", "PT1M". */
 const parseSeconds = (u: unknown): number | undefined => {
@@ -135,7 +158,7 @@ const McpClientFields = {
   reconnect_enabled: withDefault(
     ConfigSchema.boolean("reconnect_enabled"),
     reconnectDefaults.enabled,
-    "Reconnect and retry once after a connection failure"
+    "Reconnect after a connection failure: tools/list is retried once, a tools/call only if the connection was refused"
   ),
   reconnect_max_attempts: withDefault(
     ConfigSchema.number("reconnect_max_attempts", { min: 0, integer: true }),
@@ -151,6 +174,11 @@ const McpClientFields = {
     ConfigSchema.number("reconnect_max_backoff", { min: 0, unit: "seconds" }),
     reconnectDefaults.maxBackoffSeconds,
     "Longest reconnect backoff in seconds"
+  ),
+  max_response_bytes: withDefault(
+    ConfigSchema.number("max_response_bytes", { min: 1, max: Number.MAX_SAFE_INTEGER, integer: true, unit: "bytes" }),
+    McpClientDefaults.defaultMaxResponseBytes,
+    "Most bytes read from one MCP response (a JSON body, or one SSE event); a larger one fails the call"
   ),
   // accepted for compatibility; mcp-auth has no agent runtime that would use them
   middleware: Schema.optional(Schema.Unknown).annotations({ description: "NAT agent middleware (ignored)" }),
@@ -193,6 +221,8 @@ export interface FunctionGroupConfig {
     Record<string, { readonly alias?: string | undefined; readonly description?: string | undefined }>
   >
   readonly toolCallTimeout: Duration.Duration
+  /** `max_response_bytes`: the most bytes read from one MCP response. */
+  readonly maxResponseBytes: number
   readonly reconnect: {
     readonly enabled: boolean
     readonly maxAttempts: number
@@ -231,21 +261,85 @@ export interface LoadOptions {
 
 const isRecord = ConfigSchema.isRecord
 
-const toGroup = (name: string, input: typeof McpClientInput.Type): FunctionGroupConfig => ({
+/** `map[key]` if `map` has it as its own key: a YAML key never reaches `Object.prototype`. */
+const own = (map: Record<string, unknown>, key: string): unknown => Object.hasOwn(map, key) ? map[key] : undefined
+
+/** `map[key]` if it is a map, else `{}`. */
+const ownMap = (map: Record<string, unknown>, key: string): Record<string, unknown> => {
+  const value = own(map, key)
+  return isRecord(value) ? value : {}
+}
+
+/** A value as messages show it: strings quoted and cut, other values by kind (never a whole binary or map). */
+const show = (u: unknown): string => {
+  if (typeof u === "string") return JSON.stringify(u.length > 60 ? `${u.slice(0, 60)}…` : u)
+  if (u === null || typeof u === "number" || typeof u === "boolean" || u === undefined) return String(u)
+  if (Array.isArray(u)) return "a list"
+  return isRecord(u) && Object.getPrototypeOf(u) === Object.prototype ? "a map" : `a ${typeof u}`
+}
+
+/** Values one `authentication:` or `function_groups:` entry may hold (NAT entries hold tens). */
+const maxEntryValues = 10_000
+
+/**
+ * Whether `value` holds more than {@link maxEntryValues} values (aliases resolved: a shared node counts each time it
+ * appears; typed arrays count their elements). Checked before interpolation and decoding, whose cost grows with the
+ * size of the entry (Schema decoding of a 700 000-key map takes seconds); stops counting at the limit.
+ */
+const tooManyValues = (value: unknown): boolean => {
+  let count = 0
+  const stack: Array<unknown> = [value]
+  while (stack.length > 0) {
+    const node = stack.pop()
+    count += 1
+    if (count > maxEntryValues) return true
+    if (ArrayBuffer.isView(node)) count += node.byteLength
+    else if (node instanceof Map || node instanceof Set) count += node.size
+    else if (Array.isArray(node)) stack.push(...node.slice(0, maxEntryValues))
+    else if (isRecord(node)) {
+      const values = Object.values(node)
+      if (values.length > maxEntryValues) return true
+      stack.push(...values)
+    }
+  }
+  return count > maxEntryValues
+}
+
+const tooManyValuesIssue = (path: string) =>
+  new ConfigIssue({
+    path,
+    message: `the entry holds more than ${maxEntryValues} values (aliases resolved); entries are small: remove what ` +
+      "does not belong to it"
+  })
+
+const decodeToolOverride = Schema.decodeUnknownSync(ToolOverride)
+
+/**
+ * `raw` is the validated input that `input` was decoded from: maps keyed by names (headers, tools) are rebuilt from its
+ * own entries, since a decoded record drops a `__proto__` key (it sets the object's prototype instead).
+ */
+const toGroup = (
+  name: string,
+  input: typeof McpClientInput.Type,
+  raw: Record<string, unknown>
+): FunctionGroupConfig => ({
   name,
   transport: input.server.transport === "sse" ? "sse" : "streamable-http",
   url: new URL(input.server.url!),
   authProvider: input.server.auth_provider ?? undefined,
-  customHeaders: input.server.custom_headers ?? {},
+  customHeaders: Object.fromEntries(
+    Object.entries(ownMap(ownMap(raw, "server"), "custom_headers")).map(([header, value]) => [header, String(value)])
+  ),
   include: input.include,
   exclude: input.exclude,
   toolOverrides: Object.fromEntries(
-    Object.entries(input.tool_overrides ?? {}).map(([tool, o]) => [tool, {
-      alias: o.alias ?? undefined,
-      description: o.description ?? undefined
-    }])
+    Object.entries(ownMap(raw, "tool_overrides")).map(([tool, value]) => {
+      const o = decodeToolOverride(value)
+      return [tool, { alias: o.alias ?? undefined, description: o.description ?? undefined }]
+    })
   ),
   toolCallTimeout: Duration.seconds(input.tool_call_timeout),
+  maxResponseBytes: input.max_response_bytes,
   reconnect: {
     enabled: input.reconnect_enabled,
     maxAttempts: input.reconnect_max_attempts,
@@ -263,10 +357,11 @@ const groupProblems = (
   authentication: Record<string, unknown>
 ): Array<ConfigSchema.Problem> => {
   const problems: Array<ConfigSchema.Problem> = []
-  const server = isRecord(raw.server) ? raw.server : {}
-  const transport = server.transport ?? serverDefaults.transport
-  const provider = server.auth_provider
-  const stdio = server.command != null || server.args != null || server.env != null
+  const server = ownMap(raw, "server")
+  const transport = own(server, "transport") ?? serverDefaults.transport
+  const provider = own(server, "auth_provider")
+  const serverUrl = own(server, "url")
+  const stdio = own(server, "command") != null || own(server, "args") != null || own(server, "env") != null
   if (transport === "stdio") {
     if (provider != null) {
       problems.push({ path: "server.auth_provider", message: "Authentication is not supported for stdio transport" })
@@ -278,15 +373,32 @@ const groupProblems = (
         message: `command, args, and env should not be set when using ${String(transport)} transport`
       })
     }
-    if (server.url == null) {
+    if (serverUrl == null) {
       problems.push({ path: "server.url", message: `url is required when using ${String(transport)} transport` })
-    } else if (typeof server.url === "string" && server.url.trim() !== "") {
+    } else if (typeof serverUrl === "string" && serverUrl.trim() !== "") {
       let url: URL | undefined
       try {
-        url = new URL(server.url)
-        if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error("scheme")
+        url = new URL(serverUrl)
       } catch {
-        problems.push({ path: "server.url", message: `server.url ${JSON.stringify(server.url)} is not an http(s) URL` })
+        // the value is not echoed: it may hold credentials (https://user:password@…) or a key in its query
+        problems.push({ path: "server.url", message: "server.url is not a valid URL: use https://host/path" })
+      }
+      if (url !== undefined && url.protocol !== "https:" && url.protocol !== "http:") {
+        problems.push({
+          path: "server.url",
+          message: `server.url ${Scrub.url(url)} is not an http(s) URL: use https://host/path`
+        })
+        url = undefined
+      }
+      if (url !== undefined && (url.username !== "" || url.password !== "")) {
+        problems.push({
+          path: "server.url",
+          message:
+            `server.url ${
+              Scrub.url(url)
+            } carries user info (user:password@): remove it; credentials belong in an authentication: entry ` +
+            "(auth_provider) or in custom_headers"
+        })
       }
       if (url?.protocol === "http:" && provider != null && !ConfigSchema.isLoopbackHost(url.hostname)) {
         problems.push({
@@ -300,36 +412,39 @@ const groupProblems = (
       if (provider != null) {
         problems.push({ path: "server.auth_provider", message: "Authentication is not supported for SSE transport." })
       }
-      if (server.custom_headers != null) {
+      if (own(server, "custom_headers") != null) {
         problems.push({ path: "server.custom_headers", message: "custom_headers is not supported for SSE transport" })
       }
     }
   }
   if (typeof provider === "string" && provider.trim() !== "") {
-    const entry = authentication[provider]
-    if (entry === undefined) {
+    if (!Object.hasOwn(authentication, provider)) {
       const known = Object.keys(authentication)
       problems.push({
         path: "server.auth_provider",
         message: `auth_provider ${JSON.stringify(provider)} is not defined under authentication:` +
           (known.length > 0 ? ` (defined: ${known.join(", ")})` : "")
       })
-    } else if (!isRecord(entry) || entry._type !== "mcp_service_account") {
-      problems.push({
-        path: "server.auth_provider",
-        message: `auth_provider ${JSON.stringify(provider)} has _type ${
-          JSON.stringify(isRecord(entry) ? entry._type : undefined)
-        }: mcp-auth runs only mcp_service_account (interactive mcp_oauth2 needs a browser)`
-      })
+    } else {
+      const entry = authentication[provider]
+      const type = isRecord(entry) ? own(entry, "_type") : undefined
+      if (type !== "mcp_service_account") {
+        problems.push({
+          path: "server.auth_provider",
+          message: `auth_provider ${JSON.stringify(provider)} has _type ${
+            isRecord(entry) ? show(type) : `missing (the entry is ${show(entry)})`
+          }: mcp-auth runs only mcp_service_account (interactive mcp_oauth2 needs a browser)`
+        })
+      }
     }
   }
-  const include = Array.isArray(raw.include) ? raw.include : []
-  const exclude = Array.isArray(raw.exclude) ? raw.exclude : []
-  if (include.length > 0 && exclude.length > 0) {
+  const include = own(raw, "include")
+  const exclude = own(raw, "exclude")
+  if (Array.isArray(include) && include.length > 0 && Array.isArray(exclude) && exclude.length > 0) {
     problems.push({ path: "include", message: "include and exclude cannot be used together" })
   }
-  const initial = Number(raw.reconnect_initial_backoff ?? reconnectDefaults.initialBackoffSeconds)
-  const max = Number(raw.reconnect_max_backoff ?? reconnectDefaults.maxBackoffSeconds)
+  const initial = Number(own(raw, "reconnect_initial_backoff") ?? reconnectDefaults.initialBackoffSeconds)
+  const max = Number(own(raw, "reconnect_max_backoff") ?? reconnectDefaults.maxBackoffSeconds)
   if (Number.isFinite(initial) && Number.isFinite(max) && max < initial) {
     problems.push({
       path: "reconnect_max_backoff",
@@ -363,7 +478,7 @@ export const fromDocument = (
     if (key !== "authentication" && key !== "function_groups") ignored.push(`${key}: (not run by mcp-auth)`)
   }
   const section = (name: string): Record<string, unknown> => {
-    const value = document[name]
+    const value = own(document, name)
     if (value == null) return {}
     if (!isRecord(value)) {
       issues.push(new ConfigIssue({ path: name, message: `${name} must be a map of names to entries` }))
@@ -376,13 +491,17 @@ export const fromDocument = (
 
   const providers = new Map<string, ServiceAccountConfig.ServiceAccountConfig>()
   for (const [name, raw] of Object.entries(authentication)) {
-    if (!isRecord(raw) || raw._type !== "mcp_service_account") {
+    if (!isRecord(raw) || own(raw, "_type") !== "mcp_service_account") {
       ignored.push(
-        `authentication.${name}: _type ${JSON.stringify(isRecord(raw) ? raw._type : raw)} (not run by mcp-auth)`
+        `authentication.${name}: _type ${show(isRecord(raw) ? own(raw, "_type") : raw)} (not run by mcp-auth)`
       )
       continue
     }
     const path = `authentication.${name}`
+    if (tooManyValues(raw)) {
+      issues.push(tooManyValuesIssue(path))
+      continue
+    }
     const { unset, value } = Interpolation.interpolate(raw, env, path)
     issues.push(...unsetIssues(unset))
     const decoded = ServiceAccountConfig.decodeEither(value, { path })
@@ -395,13 +514,17 @@ export const fromDocument = (
 
   const groups = new Map<string, FunctionGroupConfig>()
   for (const [name, raw] of Object.entries(functionGroups)) {
-    if (!isRecord(raw) || raw._type !== "mcp_client") {
+    if (!isRecord(raw) || own(raw, "_type") !== "mcp_client") {
       ignored.push(
-        `function_groups.${name}: _type ${JSON.stringify(isRecord(raw) ? raw._type : raw)} (not run by mcp-auth)`
+        `function_groups.${name}: _type ${show(isRecord(raw) ? own(raw, "_type") : raw)} (not run by mcp-auth)`
       )
       continue
     }
     const path = `function_groups.${name}`
+    if (tooManyValues(raw)) {
+      issues.push(tooManyValuesIssue(path))
+      continue
+    }
     const { unset, value } = Interpolation.interpolate(raw, env, path)
     issues.push(...unsetIssues(unset))
     const explained = new Set(unset.map((u) => u.path))
@@ -415,7 +538,7 @@ export const fromDocument = (
       const decoded = Schema.decodeUnknownSync(McpClientInput)(value)
       if (decoded.server.transport === "stdio") {
         ignored.push(`${path}: stdio transport (mcp-auth runs HTTP servers only)`)
-      } else groups.set(name, toGroup(name, decoded))
+      } else groups.set(name, toGroup(name, decoded, value as Record<string, unknown>))
     }
   }
   if (issues.length > 0) return Either.left(new ConfigurationError({ issues }))
@@ -433,7 +556,8 @@ const unsetIssues = (unset: ReadonlyArray<Interpolation.UnsetVariable>): Array<C
   )
 
 /**
- * Parses YAML text. Syntax errors are reported with their line and column.
+ * Parses YAML text. Syntax errors are reported with their line and column; text over {@link maxWorkflowBytes} is
+ * refused before parsing (see the module documentation for every limit).
  *
  * @since 0.1.0
  * @category Constructors
@@ -442,24 +566,40 @@ export const parse = (
   text: string,
   options: LoadOptions & { readonly source?: string | undefined } = {}
 ): Either.Either<WorkflowConfig, ConfigurationError> => {
-  const document = YAML.parseDocument(text, { prettyErrors: true })
-  if (document.errors.length > 0) {
-    return Either.left(
-      new ConfigurationError({
-        issues: document.errors.map((e) =>
-          new ConfigIssue({
-            path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : "",
-            message: `YAML syntax error: ${e.message.split("\n")[0]}`
-          })
-        )
-      })
-    )
-  }
-  return fromDocument(document.toJS(), options)
+  const parsed = Yaml.parse(text)
+  return "issues" in parsed
+    ? Either.left(new ConfigurationError({ issues: parsed.issues }))
+    : fromDocument(parsed.value, options)
 }
 
+const readError = (file: string, message: string) =>
+  new ConfigurationError({ issues: [new ConfigIssue({ path: file, message })] })
+
 /**
- * Reads and validates a workflow file. Relative module references resolve against the file's directory.
+ * At most `limit + 1` bytes of a file (enough to tell it is too large), whatever its size: a FIFO, a device or a file
+ * that grows is never read whole.
+ */
+const readBounded = (file: string, limit: number): Buffer => {
+  const fd = Fs.openSync(file, "r")
+  try {
+    const buffer = Buffer.alloc(limit + 1)
+    let length = 0
+    while (length < buffer.length) {
+      const n = Fs.readSync(fd, buffer, length, buffer.length - length, null)
+      if (n === 0) break
+      length += n
+    }
+    return buffer.subarray(0, length)
+  } finally {
+    Fs.closeSync(fd)
+  }
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/**
+ * Reads and validates a workflow file. Relative module references resolve against the file's directory. A file over
+ * {@link maxWorkflowBytes} or not valid UTF-8 is refused before parsing.
  *
  * @since 0.1.0
  * @category Constructors
@@ -467,23 +607,34 @@ export const parse = (
 export const load = (file: string, options: LoadOptions = {}): Effect.Effect<WorkflowConfig, ConfigurationError> =>
   Effect.flatMap(
     Effect.try({
-      try: () => Fs.readFileSync(file, "utf8"),
+      try: () => readBounded(file, maxWorkflowBytes),
       catch: (cause) =>
-        new ConfigurationError({
-          issues: [
-            new ConfigIssue({
-              path: file,
-              message: `cannot read the workflow file (${
-                (cause as NodeJS.ErrnoException).code ?? "error"
-              }): check the path`
-            })
-          ]
-        })
+        readError(
+          file,
+          `cannot read the workflow file (${(cause as NodeJS.ErrnoException).code ?? "error"}): check the path`
+        )
     }),
-    (text) =>
-      parse(text, {
+    (bytes) => {
+      if (bytes.length > maxWorkflowBytes) {
+        let size = `more than ${maxWorkflowBytes} bytes`
+        try {
+          const stat = Fs.statSync(file)
+          if (stat.isFile()) size = `${stat.size} bytes`
+        } catch {
+          // the size is only for the message
+        }
+        return Either.left(new ConfigurationError({ issues: [Yaml.tooLarge(file, size)] }))
+      }
+      let text: string
+      try {
+        text = utf8.decode(bytes)
+      } catch {
+        return Either.left(readError(file, "the workflow file is not valid UTF-8: save it as UTF-8"))
+      }
+      return parse(text, {
         ...options,
         source: file,
         baseDir: options.baseDir ?? Path.dirname(Path.resolve(file))
       })
+    }
   )
