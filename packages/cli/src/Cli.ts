@@ -7,6 +7,7 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as Scrub from "@mcp-auth/service-account/Scrub"
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -87,25 +88,50 @@ const toolsList = Command.make("list", {
 )
 
 /**
- * A tool result as text: JSON text pretty-printed, other content as JSON.
+ * A tool result as text: JSON text pretty-printed, other content as JSON. What the server sent is made safe to print
+ * in a terminal: every one of `secrets` (in each form it travels) removed, control characters and escape sequences
+ * replaced (line breaks and tabs kept), at most {@link maxResultChars} characters.
  *
  * @since 0.1.0
  * @category Combinators
  */
-export const renderResult = (result: CallToolResult): string =>
-  result.content.map((item) => {
-    if (item.type !== "text") return JSON.stringify(item)
-    try {
-      return JSON.stringify(JSON.parse(item.text), null, 2)
-    } catch {
-      return item.text
-    }
-  }).join("\n")
+export const renderResult = (result: CallToolResult, secrets: Iterable<string> = []): string =>
+  Scrub.text(
+    result.content.map((item) => {
+      if (item.type !== "text") return JSON.stringify(item)
+      try {
+        return JSON.stringify(JSON.parse(item.text), null, 2)
+      } catch {
+        return item.text
+      }
+    }).join("\n"),
+    secrets,
+    { multiline: true, max: maxResultChars }
+  )
+
+/**
+ * The most characters of a tool result `tools call` prints (then `…`).
+ *
+ * @since 0.2.0
+ * @category Constants
+ */
+export const maxResultChars = 1_000_000
+
+/**
+ * How deeply `--args` may nest (objects and arrays): deeper is a usage error, before connecting.
+ *
+ * @since 0.2.0
+ * @category Constants
+ */
+export const maxArgsDepth = 64
 
 const toolsCall = Command.make("call", {
   config,
   target: Args.text({ name: "GROUP.TOOL" }).pipe(Args.withDescription("e.g. mcp_jira.jira_get_issue")),
-  args: Options.text("args").pipe(Options.withDefault("{}"), Options.withDescription("Tool arguments as JSON")),
+  args: Options.text("args").pipe(
+    Options.withDefault("{}"),
+    Options.withDescription(`Tool arguments as a JSON object (nested at most ${maxArgsDepth} levels)`)
+  ),
   caFile,
   verbose
 }, (options) => Effect.flatMap(connected, (command) => command.toolsCall(options))).pipe(

@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import { isMcpClientError } from "@mcp-auth/client/McpClientError"
+import * as Scrub from "@mcp-auth/service-account/Scrub"
 import { isServiceAccountError } from "@mcp-auth/service-account/ServiceAccountError"
 
 /**
@@ -65,10 +66,47 @@ const ciHint =
   "Authentication works locally but fails in CI/CD? Verify all environment variables are set in your CI/CD platform."
 
 /**
+ * The most characters of a report's message (a configuration error lists every problem, one per line).
+ *
+ * @since 0.2.0
+ * @category Constants
+ */
+export const maxMessageChars = 20_000
+
+/**
+ * How the CLI reports `error`. Messages carry what servers said: the message and the hint are scrubbed of every one
+ * of `secrets` (the client secrets, service tokens and tokens the CLI knows, in each form they travel), of control
+ * characters and escape sequences (line breaks kept), and of credentials in URLs (user info, query, fragment).
+ *
  * @since 0.1.0
  * @category Combinators
  */
-export const report = (error: unknown): Report => {
+export const report = (error: unknown, secrets: Iterable<string> = []): Report => {
+  const known = [...secrets]
+  const { code, hint, message } = classify(error)
+  return {
+    code,
+    message: Scrub.text(redactUrls(message), known, { multiline: true, max: maxMessageChars }),
+    hint: hint === undefined ? undefined : Scrub.text(redactUrls(hint), known, { multiline: true, max: 2_000 })
+  }
+}
+
+/**
+ * Every URL in a text that carries credentials (user info, a query, a fragment) shown as `Scrub.url` prints it; other
+ * URLs as written.
+ */
+const redactUrls = (text: string): string =>
+  text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi, (found) => {
+    const [, url, trailing] = /^(.*?)([).,:;\]}]*)$/.exec(found) ?? [found, found, ""]
+    try {
+      const parsed = new URL(url!)
+      return parsed.username || parsed.password || parsed.search || parsed.hash ? Scrub.url(parsed) + trailing : found
+    } catch {
+      return found
+    }
+  })
+
+const classify = (error: unknown): Report => {
   if (error instanceof UsageError) return { code: ExitCode.usage, message: error.message, hint: error.hint }
   if (error instanceof ToolError) return { code: ExitCode.toolError, message: error.message }
   if (isServiceAccountError(error)) {
@@ -120,9 +158,13 @@ export const report = (error: unknown): Report => {
     return {
       code: ExitCode.mcpServer,
       message: error.message,
-      hint: error._tag === "McpRequestError"
-        ? "Check the function group's server.url and that the MCP server is up."
-        : undefined
+      hint: error._tag !== "McpRequestError"
+        ? undefined
+        : error.reason === "too_large"
+        ? "The MCP server sent more than max_response_bytes: raise it in the function group if that is expected."
+        : error.reason === "invalid_request"
+        ? undefined
+        : "Check the function group's server.url and that the MCP server is up."
     }
   }
   const text = error instanceof Error ? error.message : String(error)

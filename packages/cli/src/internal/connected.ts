@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as Scrub from "@mcp-auth/service-account/Scrub"
 import * as Workflow from "@mcp-auth/workflow/Workflow"
 import * as WorkflowConfig from "@mcp-auth/workflow/WorkflowConfig"
 import * as Clock from "effect/Clock"
@@ -11,10 +12,67 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { renderResult } from "../Cli.js"
+import { maxArgsDepth, renderResult } from "../Cli.js"
 import { ToolError, UsageError } from "../Errors.js"
+import * as Secrets from "./secrets.js"
 
 const progress = (message: string) => Console.error(`… ${message}`)
+
+/** A tool description in `tools list`: its first line, at most this many characters. */
+const maxDescriptionChars = 200
+
+/** `expires_at` as printed by `mcp-auth token`, whatever number the provider holds. */
+const expiry = (expiresAt: number, now: number): string => {
+  const date = new Date(expiresAt)
+  const seconds = Math.round((expiresAt - now) / 1000)
+  return Number.isNaN(date.getTime())
+    ? `not a valid date (expires_in too large: ${Number.isFinite(seconds) ? seconds : "?"}s)`
+    : `${date.toISOString()} (in ${seconds}s)`
+}
+
+const argsExample = "e.g. --args '{\"key\": \"OCSW-2116\"}'"
+
+/**
+ * What is wrong with parsed `--args` that JSON.parse accepts: nesting deeper than `maxArgsDepth` (the MCP SDK's
+ * serialiser would overflow the stack) or a number that is not finite (1e400 parses as Infinity, sent as null).
+ * Walked without recursion.
+ */
+const argsProblem = (value: unknown): string | undefined => {
+  const stack: Array<readonly [unknown, number]> = [[value, 0]]
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop()!
+    if (typeof current === "number" && !Number.isFinite(current)) {
+      return "--args has a number out of range (JSON would send it as null)"
+    }
+    if (typeof current !== "object" || current === null) continue
+    if (depth + 1 > maxArgsDepth) {
+      return `--args nests too deep: at most ${maxArgsDepth} levels of objects and arrays`
+    }
+    for (const child of Object.values(current)) stack.push([child, depth + 1])
+  }
+  return undefined
+}
+
+/** `--args` as the tool's arguments: a JSON object of sane depth, checked before anything connects. */
+const parseArgs = (args: string) =>
+  Effect.gen(function*() {
+    const parsed = yield* Effect.try({
+      try: () => JSON.parse(args) as unknown,
+      catch: (cause) =>
+        new UsageError(
+          cause instanceof RangeError
+            ? `--args nests too deep: at most ${maxArgsDepth} levels of objects and arrays`
+            : "--args is not valid JSON",
+          argsExample
+        )
+    })
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      return yield* Effect.fail(new UsageError("--args must be a JSON object", argsExample))
+    }
+    const problem = argsProblem(parsed)
+    if (problem !== undefined) return yield* Effect.fail(new UsageError(problem, argsExample))
+    return parsed as Record<string, unknown>
+  })
 
 /** @internal */
 export const token = (options: {
@@ -26,6 +84,7 @@ export const token = (options: {
   Effect.gen(function*() {
     const { caFile, config, provider, showToken } = options
     const workflow = yield* WorkflowConfig.load(config)
+    Secrets.fromConfig(workflow)
     const names = [...workflow.providers.keys()]
     const name = Option.getOrElse(provider, () => names.length === 1 ? names[0]! : "")
     if (!workflow.providers.has(name)) {
@@ -38,18 +97,15 @@ export const token = (options: {
     }
     const running = yield* Workflow.make(workflow, { caFile: Option.getOrUndefined(caFile), connect: false })
     const tokens = running.providers.get(name)!
-    yield* progress(`requesting a token for ${name} from ${tokens.tokenUrl}`)
+    Secrets.watch(running.providers.values())
+    yield* progress(`requesting a token for ${name} from ${Scrub.url(tokens.tokenUrl)}`)
     const accessToken = yield* tokens.get
     const now = yield* Clock.currentTimeMillis
     yield* Console.log(`provider:     ${name}`)
-    yield* Console.log(`token_url:    ${tokens.tokenUrl}`)
-    yield* Console.log(`token_type:   ${accessToken.tokenType}`)
-    yield* Console.log(`scopes:       ${accessToken.scopes.join(" ") || "(none)"}`)
-    yield* Console.log(
-      `expires_at:   ${new Date(accessToken.expiresAt).toISOString()} (in ${
-        Math.round((accessToken.expiresAt - now) / 1000)
-      }s)`
-    )
+    yield* Console.log(`token_url:    ${Scrub.url(tokens.tokenUrl)}`)
+    yield* Console.log(`token_type:   ${Secrets.line(accessToken.tokenType)}`)
+    yield* Console.log(`scopes:       ${Secrets.line(accessToken.scopes.join(" "), 1_000) || "(none)"}`)
+    yield* Console.log(`expires_at:   ${expiry(accessToken.expiresAt, now)}`)
     yield* Console.log(
       `access_token: ${showToken ? Redacted.value(accessToken.token) : "<redacted> (pass --show-token to print it)"}`
     )
@@ -58,6 +114,7 @@ export const token = (options: {
 const connectGroups = (file: string, groups: ReadonlyArray<string> | undefined, ca: Option.Option<string>) =>
   Effect.gen(function*() {
     const workflow = yield* WorkflowConfig.load(file)
+    Secrets.fromConfig(workflow)
     for (const group of groups ?? []) {
       if (!workflow.groups.has(group)) {
         return yield* Effect.fail(
@@ -66,9 +123,13 @@ const connectGroups = (file: string, groups: ReadonlyArray<string> | undefined, 
       }
     }
     for (const g of workflow.groups.values()) {
-      if (groups === undefined || groups.includes(g.name)) yield* progress(`connecting ${g.name} to ${g.url.href}`)
+      if (groups === undefined || groups.includes(g.name)) {
+        yield* progress(`connecting ${g.name} to ${Scrub.url(g.url)}`)
+      }
     }
-    return yield* Workflow.make(workflow, { caFile: Option.getOrUndefined(ca), groups })
+    const running = yield* Workflow.make(workflow, { caFile: Option.getOrUndefined(ca), groups })
+    Secrets.watch(running.providers.values())
+    return running
   })
 
 /** @internal */
@@ -87,8 +148,9 @@ export const toolsList = (options: {
       const tools = yield* g.listTools
       yield* Console.log(`${g.name} (${tools.length} tools)`)
       for (const tool of tools) {
-        const alias = tool.name === tool.serverName ? "" : ` [server: ${tool.serverName}]`
-        yield* Console.log(`  ${g.name}.${tool.name}${alias}  ${(tool.description ?? "").split("\n")[0]}`)
+        const alias = tool.name === tool.serverName ? "" : ` [server: ${Secrets.line(tool.serverName)}]`
+        const description = Secrets.line((tool.description ?? "").split(/\r?\n/)[0]!, maxDescriptionChars)
+        yield* Console.log(`  ${g.name}.${Secrets.line(tool.name)}${alias}  ${description}`)
       }
     }
   }).pipe(Effect.scoped)
@@ -106,18 +168,10 @@ export const toolsCall = (options: {
     if (dot <= 0 || dot === target.length - 1) {
       return yield* Effect.fail(new UsageError(`expected GROUP.TOOL, got ${target}`, "e.g. mcp_jira.jira_get_issue"))
     }
-    const parsed = yield* Effect.try({
-      try: () => JSON.parse(args) as unknown,
-      catch: () => new UsageError("--args is not valid JSON", "e.g. --args '{\"key\": \"OCSW-2116\"}'")
-    })
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      return yield* Effect.fail(
-        new UsageError("--args must be a JSON object", "e.g. --args '{\"key\": \"OCSW-2116\"}'")
-      )
-    }
+    const parsed = yield* parseArgs(args)
     const [group, tool] = [target.slice(0, dot), target.slice(dot + 1)]
     const workflow = yield* connectGroups(config, [group], caFile)
-    const result = yield* workflow.groups.get(group)!.callTool(tool, parsed as Record<string, unknown>)
-    yield* Console.log(renderResult(result))
+    const result = yield* workflow.groups.get(group)!.callTool(tool, parsed)
+    yield* Console.log(renderResult(result, Secrets.all()))
     if (result.isError === true) return yield* Effect.fail(new ToolError(`tool ${target} returned an error`))
   }).pipe(Effect.scoped)

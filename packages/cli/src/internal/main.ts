@@ -29,18 +29,20 @@ const program = Cli.run(process.argv).pipe(
         exitCode = 130
         return
       }
-      const { ExitCode, report } = yield* Effect.promise(() => import("../Errors.js"))
+      const [{ ExitCode, report }, Secrets] = yield* Effect.promise(() =>
+        Promise.all([import("../Errors.js"), import("./secrets.js")])
+      )
       const error = Cause.squash(cause)
       if (ValidationError.isValidationError(error)) {
         // @effect/cli has printed the usage problem already
         exitCode = ExitCode.usage
         return
       }
-      const { code, hint, message } = report(error)
+      const { code, hint, message } = report(error, Secrets.all())
       exitCode = code
       yield* Console.error(`Error: ${message}`)
       if (hint !== undefined) yield* Console.error(`Hint: ${hint}`)
-      if (verbose) yield* Console.error(Cause.pretty(cause))
+      if (verbose) yield* Console.error(Secrets.lines(Cause.pretty(cause), 200_000))
     })
   ),
   Logger.withMinimumLogLevel(verbose ? LogLevel.Debug : LogLevel.Warning),
