@@ -224,7 +224,9 @@ describe("a tools/call is sent at most once", () => {
       mcp.onCall(() => undefined) // never answers
       const client = yield* McpClient.makeUnauthenticated({
         url: mcp.url,
-        toolCallTimeout: "1 second",
+        // the timeout also bounds the reconnect's initialize: long enough for a loaded 2-core machine (the exact
+        // bound is the TestClock test in McpClient.test.ts)
+        toolCallTimeout: "5 seconds",
         reconnect: { initialBackoff: 0 }
       })
       const error = yield* Effect.flip(client.callTool("echo"))

@@ -15,13 +15,15 @@ const KEEP = 8
 
 /** @internal */
 export const make = (): SecretRing => {
-  let kept: Array<string> = []
+  const kept: Array<string> = []
   return {
+    // runs on every request: no allocation when the values are already kept (the common case), only a move to the end
     remember: (values) => {
       for (const value of values) {
         if (value === undefined || value.length === 0) continue
-        if (kept[kept.length - 1] === value) continue
-        kept = kept.filter((v) => v !== value)
+        const at = kept.indexOf(value)
+        if (at !== -1 && at === kept.length - 1) continue
+        if (at >= 0) kept.splice(at, 1)
         kept.push(value)
         if (kept.length > KEEP) kept.shift()
       }
