@@ -16,6 +16,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as AccessToken from "./AccessToken.js"
 import * as ConfigSchema from "./ConfigSchema.js"
+import * as ClientAuth from "./internal/clientAuth.js"
 import * as internal from "./internal/text.js"
 import type { RequestContext } from "./RequestContext.js"
 import { type ConfigIssue, ConfigurationError } from "./ServiceAccountError.js"
@@ -184,6 +185,102 @@ export const FailureCooldownInput = Schema.Struct(FailureCooldownFields).annotat
   message: () => "failure_cooldown must be a map (initial_seconds, max_seconds)"
 })
 
+/**
+ * The client authentication methods (RFC 6749 §2.3.1, OpenID Connect Core §9, RFC 7523, RFC 8705).
+ *
+ * @since 0.3.0
+ * @category Constants
+ */
+export const AUTH_METHODS = [
+  "client_secret_basic",
+  "client_secret_post",
+  "client_secret_jwt",
+  "private_key_jwt",
+  "tls_client_auth",
+  "self_signed_tls_client_auth"
+] as const
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export type AuthMethod = typeof AUTH_METHODS[number]
+
+/**
+ * The algorithms `private_key_jwt` signs with.
+ *
+ * @since 0.3.0
+ * @category Constants
+ */
+export const SIGNING_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"] as const
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export type SigningAlgorithm = typeof SIGNING_ALGORITHMS[number]
+
+/**
+ * A user function producing the client assertion (a JWT) for one token request, e.g. by asking the CI platform for
+ * an OIDC token. It receives the configured `kwargs` and the token request's context (its URL and the audience a
+ * signed assertion would carry). Sync or async.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export type ClientAssertionFunction = (
+  kwargs: Readonly<Record<string, unknown>>,
+  context: { readonly tokenUrl: URL; readonly audience: string }
+) => string | Redacted.Redacted<string> | PromiseLike<string | Redacted.Redacted<string>>
+
+const AssertionFunctionRef = Schema.declare((u): u is ClientAssertionFunction => Predicate.isFunction(u), {
+  identifier: "function"
+})
+
+const ClientAssertionFields = {
+  file: Schema.optional(
+    nonEmpty("client_assertion.file", "give the path of the token file, e.g. a projected service account token")
+  ).annotations({
+    description: "File holding the JWT, read again before every token request (Kubernetes projected service " +
+      "account tokens and SPIFFE JWT-SVIDs rotate on disk)"
+  }),
+  token: Schema.optional(
+    Secret("client_assertion.token", "is the environment variable behind it set?")
+  ).annotations({ description: "The JWT itself, e.g. from ${VAR}" }),
+  function: Schema.optional(
+    Schema.Union(
+      nonEmpty("client_assertion.function", "give a module and export, e.g. ./oidc.ts#githubToken"),
+      AssertionFunctionRef
+    )
+  ).annotations({
+    description: "Function returning the JWT, called before every token request: \"<module>#<export>\" or a JS " +
+      "function"
+  }),
+  kwargs: withDefault(
+    Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+      message: () => "client_assertion.kwargs must be a map of names to values"
+    }),
+    {},
+    "Keyword arguments passed to the function"
+  ),
+  timeout_seconds: withDefault(
+    PositiveSeconds("client_assertion.timeout_seconds"),
+    10,
+    "Longest one call of the function may take"
+  )
+}
+
+/**
+ * The nested `client_assertion` block (workload identity).
+ *
+ * @since 0.3.0
+ * @category Schemas
+ */
+export const ClientAssertionInput = Schema.Struct(ClientAssertionFields).annotations({
+  identifier: "ClientAssertionConfig",
+  message: () => "client_assertion must be a map with one of file, token or function"
+})
+
 const fields = {
   _type: Schema.optional(
     Schema.Literal("mcp_service_account").annotations({
@@ -196,11 +293,17 @@ const fields = {
     description: "OAuth2 client identifier",
     missingMessage: () => "client_id is required: set it in the config or via ${SERVICE_ACCOUNT_CLIENT_ID}"
   }),
-  client_secret: Schema.propertySignature(
+  client_secret: Schema.optional(
     Secret("client_secret", "set it via ${SERVICE_ACCOUNT_CLIENT_SECRET}; never commit it")
   ).annotations({
-    description: "OAuth2 client secret",
-    missingMessage: () => "client_secret is required: set it via ${SERVICE_ACCOUNT_CLIENT_SECRET}; never commit it"
+    description:
+      "OAuth2 client secret (client_secret_basic, client_secret_post, client_secret_jwt; or client_secret_file)"
+  }),
+  client_secret_file: Schema.optional(
+    nonEmpty("client_secret_file", "give the path of a file holding the secret, e.g. a mounted Kubernetes Secret")
+  ).annotations({
+    description: "File holding the client secret, read again before every token request: a rotated secret is used " +
+      "without a restart (instead of client_secret)"
   }),
   token_url: Schema.propertySignature(nonEmpty("token_url", "set it to the OAuth2 token endpoint URL")).annotations({
     description: "OAuth2 token endpoint URL (https; http only for loopback hosts with allow_insecure_http)",
@@ -221,15 +324,98 @@ const fields = {
     "Seconds before token expiry to refresh, clamped to half the token lifetime"
   ),
   auth_method: withDefault(
-    Schema.Literal("client_secret_basic", "client_secret_post").annotations({
+    Schema.Literal(...AUTH_METHODS).annotations({
       message: (issue) => ({
-        message: `auth_method must be client_secret_basic or client_secret_post, got ${JSON.stringify(issue.actual)}`,
+        message: `auth_method must be one of ${AUTH_METHODS.join(", ")}, got ${JSON.stringify(issue.actual)}`,
         override: true
       })
     }),
     "client_secret_basic",
-    "How the client authenticates to the token endpoint (RFC 6749 §2.3.1)"
+    "How the client authenticates to the token endpoint: a client secret (RFC 6749 §2.3.1, or as an HS256 JWT), a " +
+      "JWT assertion (RFC 7523, private_key or client_assertion) or a TLS client certificate (RFC 8705)"
   ),
+  grant_type: withDefault(
+    Schema.Literal("client_credentials", "jwt_bearer").annotations({
+      message: (issue) => ({
+        message: `grant_type must be client_credentials or jwt_bearer, got ${JSON.stringify(issue.actual)}`,
+        override: true
+      })
+    }),
+    "client_credentials",
+    "client_credentials (RFC 6749 §4.4), or jwt_bearer (RFC 7523 §2.1, workload identity): the assertion is the " +
+      "grant and no client authentication is sent"
+  ),
+  private_key: Schema.optional(
+    Secret("private_key", "give a PEM private key or a JWK as JSON, e.g. via ${SERVICE_ACCOUNT_PRIVATE_KEY}")
+  ).annotations({
+    description: "private_key_jwt: the client's private key, PEM (PKCS#8, PKCS#1 or SEC1) or a JWK as JSON"
+  }),
+  private_key_file: Schema.optional(nonEmpty("private_key_file", "give the path of a PEM or JWK file")).annotations({
+    description: "private_key_jwt: file holding the private key (instead of private_key), read before every token " +
+      "request"
+  }),
+  key_id: Schema.optional(nonEmpty("key_id", "remove it or give the key's kid")).annotations({
+    description: "private_key_jwt: the JWS kid header (default: the JWK's kid, if any)"
+  }),
+  signing_algorithm: Schema.optional(
+    Schema.Literal(...SIGNING_ALGORITHMS).annotations({
+      message: (issue) => ({
+        message: `signing_algorithm must be one of ${SIGNING_ALGORITHMS.join(", ")}, got ${
+          JSON.stringify(issue.actual)
+        }`,
+        override: true
+      })
+    })
+  ).annotations({
+    description: "private_key_jwt: RS256 (default for RSA keys), PS256, ES256 (default for P-256 keys) or EdDSA " +
+      "(Ed25519)"
+  }),
+  certificate_file: Schema.optional(nonEmpty("certificate_file", "give the path of the key's PEM certificate"))
+    .annotations({
+      description: "private_key_jwt: the key's certificate (PEM); its SHA-256 thumbprint is sent as x5t#S256"
+    }),
+  assertion_lifetime_seconds: withDefault(
+    ConfigSchema.number("assertion_lifetime_seconds", { min: 0, exclusiveMin: true, max: 3600, unit: "seconds" }),
+    60,
+    "Lifetime of each signed client assertion (exp - iat); a new assertion is signed for every request"
+  ),
+  assertion_audience: withDefault(
+    Schema.Literal("token_endpoint", "issuer").annotations({
+      message: (issue) => ({
+        message: `assertion_audience must be token_endpoint or issuer, got ${JSON.stringify(issue.actual)}`,
+        override: true
+      })
+    }),
+    "token_endpoint",
+    "The aud claim of signed assertions: the token endpoint URL, or the issuer (needs issuer)"
+  ),
+  issuer: Schema.optional(nonEmpty("issuer", "give the authorization server's issuer URL")).annotations({
+    description: "The authorization server's issuer identifier (RFC 8414): the aud of signed assertions with " +
+      "assertion_audience: issuer"
+  }),
+  client_assertion: Schema.optional(ClientAssertionInput).annotations({
+    description: "A JWT issued to this workload by its platform (Kubernetes, SPIFFE, GitHub Actions OIDC): sent as " +
+      "the client assertion (private_key_jwt), or as the grant (grant_type: jwt_bearer); exactly one of file, token, " +
+      "function"
+  }),
+  tls_client_certificate_file: Schema.optional(
+    nonEmpty("tls_client_certificate_file", "give the path of the client's PEM certificate")
+  ).annotations({
+    description: "TLS client certificate (PEM) presented to the token endpoint and the MCP server " +
+      "(tls_client_auth, self_signed_tls_client_auth; RFC 8705)"
+  }),
+  tls_client_key_file: Schema.optional(
+    nonEmpty("tls_client_key_file", "give the path of the certificate's PEM private key")
+  ).annotations({ description: "Private key (PEM) of tls_client_certificate_file" }),
+  tls_client_key_passphrase: Schema.optional(
+    Secret("tls_client_key_passphrase", "set it via an environment variable, e.g. ${TLS_CLIENT_KEY_PASSPHRASE}")
+  ).annotations({ description: "Passphrase of an encrypted tls_client_key_file" }),
+  proxy_url: Schema.optional(
+    Secret("proxy_url", "give the proxy's URL, e.g. http://proxy.internal:3128")
+  ).annotations({
+    description: "HTTP(S) proxy for the token endpoint and the MCP server, credentials allowed " +
+      "(http://user:password@host:port); overrides HTTPS_PROXY, HTTP_PROXY and NO_PROXY, which are honoured otherwise"
+  }),
   audience: Schema.optional(nonEmpty("audience", "remove it or give the API identifier")).annotations({
     description: "audience parameter sent with the token request (Auth0, Okta, …)"
   }),
@@ -342,14 +528,59 @@ export interface FailureCooldownPolicy {
  * @since 0.1.0
  * @category Models
  */
+export type ClientAssertionSource =
+  | { readonly _tag: "File"; readonly path: string }
+  | { readonly _tag: "Token"; readonly token: Redacted.Redacted<string> }
+  | {
+    readonly _tag: "Function"
+    readonly function: string | ClientAssertionFunction
+    readonly kwargs: Readonly<Record<string, unknown>>
+    readonly timeoutSeconds: number
+  }
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export interface TlsClientCertificate {
+  readonly certificateFile: string
+  readonly keyFile: string
+  readonly passphrase?: Redacted.Redacted<string> | undefined
+}
+
+/**
+ * The decoded configuration. Exactly the credential fields of `authMethod` are set (decoding refuses the others):
+ * `clientSecret` or `clientSecretFile` for the `client_secret_*` methods; `privateKey`, `privateKeyFile` or
+ * `clientAssertion` for `private_key_jwt` and for `grantType: "jwt_bearer"` (whose `authMethod` is `"none"`);
+ * `tlsClientCertificate` for the `tls_client_auth` methods (it may also be set with another method, to present a
+ * certificate anyway).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
 export interface ServiceAccountConfig {
   readonly clientId: string
-  readonly clientSecret: Redacted.Redacted<string>
+  readonly clientSecret?: Redacted.Redacted<string> | undefined
+  readonly clientSecretFile?: string | undefined
+  readonly grantType: "client_credentials" | "jwt_bearer"
+  readonly privateKey?: Redacted.Redacted<string> | undefined
+  readonly privateKeyFile?: string | undefined
+  readonly keyId?: string | undefined
+  readonly signingAlgorithm?: SigningAlgorithm | undefined
+  readonly certificateFile?: string | undefined
+  readonly assertionLifetimeSeconds: number
+  readonly assertionAudience: "token_endpoint" | "issuer"
+  readonly issuer?: string | undefined
+  readonly clientAssertion?: ClientAssertionSource | undefined
+  readonly tlsClientCertificate?: TlsClientCertificate | undefined
+  /** The proxy for the token endpoint and the MCP server, overriding the proxy environment variables. */
+  readonly proxyUrl?: Redacted.Redacted<string> | undefined
   readonly tokenUrl: URL
   readonly scopes: ReadonlyArray<string>
   readonly tokenCacheBufferSeconds: number
   readonly serviceToken?: ServiceTokenConfig | undefined
-  readonly authMethod: "client_secret_basic" | "client_secret_post"
+  /** `"none"` exactly for `grantType: "jwt_bearer"`, which sends no client authentication. */
+  readonly authMethod: AuthMethod | "none"
   readonly audience?: string | undefined
   readonly resource?: string | undefined
   readonly timeoutSeconds: number
@@ -369,11 +600,37 @@ const failureCooldownDefaults = Schema.decodeUnknownSync(FailureCooldownInput)({
 
 const toModel = (input: typeof ServiceAccountConfigInput.Type): ServiceAccountConfig => {
   const st = input.service_token
+  const ca = input.client_assertion
   const retry = input.retry ?? retryDefaults
   const cooldown = input.failure_cooldown ?? failureCooldownDefaults
   return {
     clientId: input.client_id.trim(),
     clientSecret: input.client_secret,
+    clientSecretFile: input.client_secret_file,
+    grantType: input.grant_type,
+    privateKey: input.private_key,
+    privateKeyFile: input.private_key_file,
+    keyId: input.key_id,
+    signingAlgorithm: input.signing_algorithm,
+    certificateFile: input.certificate_file,
+    assertionLifetimeSeconds: input.assertion_lifetime_seconds,
+    assertionAudience: input.assertion_audience,
+    issuer: input.issuer,
+    clientAssertion: ca === undefined
+      ? undefined
+      : ca.file !== undefined
+      ? { _tag: "File", path: ca.file }
+      : ca.token !== undefined
+      ? { _tag: "Token", token: ca.token }
+      : { _tag: "Function", function: ca.function!, kwargs: ca.kwargs, timeoutSeconds: ca.timeout_seconds },
+    tlsClientCertificate: input.tls_client_certificate_file === undefined || input.tls_client_key_file === undefined
+      ? undefined
+      : {
+        certificateFile: input.tls_client_certificate_file,
+        keyFile: input.tls_client_key_file,
+        passphrase: input.tls_client_key_passphrase
+      },
+    proxyUrl: input.proxy_url,
     tokenUrl: new URL(input.token_url.trim()),
     scopes: input.scopes,
     tokenCacheBufferSeconds: input.token_cache_buffer_seconds,
@@ -388,7 +645,7 @@ const toModel = (input: typeof ServiceAccountConfigInput.Type): ServiceAccountCo
         kwargs: st.kwargs,
         timeoutSeconds: st.timeout_seconds
       },
-    authMethod: input.auth_method,
+    authMethod: input.grant_type === "jwt_bearer" ? "none" : input.auth_method,
     audience: input.audience,
     resource: input.resource,
     timeoutSeconds: input.timeout_seconds,
@@ -509,6 +766,7 @@ const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pr
       })
     }
   }
+  issues.push(...credentialIssues(input))
   const lifetime = Schema.decodeUnknownEither(Schema.Struct({
     max_token_lifetime_seconds: fields.max_token_lifetime_seconds,
     token_cache_buffer_seconds: fields.token_cache_buffer_seconds
@@ -531,6 +789,169 @@ const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pr
     ...notBelow(input, "retry", RetryInput, "initial_backoff_seconds", "max_backoff_seconds"),
     ...notBelow(input, "failure_cooldown", FailureCooldownInput, "initial_seconds", "max_seconds")
   )
+  return issues
+}
+
+/** A string value, plain or `Redacted`. */
+const textOf = (u: unknown): string | undefined => {
+  const value = Redacted.isRedacted(u) ? Redacted.value(u) : u
+  return typeof value === "string" ? value : undefined
+}
+
+const SECRET_KEYS = ["client_secret", "client_secret_file"] as const
+const KEY_KEYS = ["private_key", "private_key_file"] as const
+const SIGNING_KEYS = ["key_id", "signing_algorithm", "certificate_file"] as const
+const TLS_KEYS = ["tls_client_certificate_file", "tls_client_key_file"] as const
+
+/**
+ * The credential rules: exactly one credential source for the method, nothing another method uses, complete pairs;
+ * an inline private key must parse and suit `signing_algorithm`. Messages never quote a value.
+ */
+const credentialIssues = (input: Record<string, unknown>): Array<ConfigSchema.Problem> => {
+  const issues: Array<ConfigSchema.Problem> = []
+  const given = (key: string) => input[key] !== undefined && input[key] !== null
+  const refuse = (keys: ReadonlyArray<string>, why: string) => {
+    for (const key of keys) if (given(key)) issues.push({ path: key, message: `${key} ${why}` })
+  }
+  const one = (keys: ReadonlyArray<string>, path: string, missing: string) => {
+    const present = keys.filter(given)
+    if (present.length === 0) issues.push({ path, message: missing })
+    if (present.length > 1) {
+      issues.push({ path: present[1]!, message: `give only one of ${present.join(" and ")}` })
+    }
+  }
+  const bearer = input.grant_type === "jwt_bearer"
+  const method = typeof input.auth_method === "string" && (AUTH_METHODS as ReadonlyArray<string>).includes(
+      input.auth_method
+    )
+    ? input.auth_method as AuthMethod
+    : input.auth_method === undefined || input.auth_method === null
+    ? "client_secret_basic"
+    : undefined
+  const signs = KEY_KEYS.some(given)
+  if (bearer) {
+    if (given("auth_method")) {
+      issues.push({
+        path: "auth_method",
+        message:
+          "grant_type: jwt_bearer sends no client authentication (the assertion is the grant): remove auth_method"
+      })
+    }
+    refuse(SECRET_KEYS, "is not used with grant_type: jwt_bearer, which sends no client authentication: remove it")
+    one(
+      [...KEY_KEYS, "client_assertion"],
+      "grant_type",
+      "grant_type: jwt_bearer needs an assertion: set client_assertion (file, token or function), or private_key / " +
+        "private_key_file to sign one"
+    )
+  } else if (method !== undefined && method.startsWith("client_secret")) {
+    const other = `is not used with auth_method: ${method}: remove it, or set auth_method: private_key_jwt`
+    refuse([...KEY_KEYS, "client_assertion", ...SIGNING_KEYS], other)
+    one(
+      SECRET_KEYS,
+      "client_secret",
+      "client_secret is required: set it via ${SERVICE_ACCOUNT_CLIENT_SECRET}; never commit it (or set " +
+        "client_secret_file to a file holding it)"
+    )
+  } else if (method === "private_key_jwt") {
+    refuse(
+      SECRET_KEYS,
+      "is not used with auth_method: private_key_jwt, which authenticates with a signed JWT instead of a secret: " +
+        "remove it"
+    )
+    one(
+      [...KEY_KEYS, "client_assertion"],
+      "private_key",
+      "auth_method: private_key_jwt needs the client's key: set private_key or private_key_file (or client_assertion " +
+        "for a JWT issued by the platform)"
+    )
+  } else if (method === "tls_client_auth" || method === "self_signed_tls_client_auth") {
+    refuse(
+      [...SECRET_KEYS, ...KEY_KEYS, "client_assertion", ...SIGNING_KEYS],
+      `is not used with auth_method: ${method}, which authenticates with the TLS client certificate: remove it`
+    )
+    for (const key of TLS_KEYS) {
+      if (!given(key)) issues.push({ path: key, message: `auth_method: ${method} needs ${key}` })
+    }
+  }
+  if (method !== undefined && method !== "tls_client_auth" && method !== "self_signed_tls_client_auth") {
+    // a certificate for the connection alone (RFC 8705 §3 binding): both halves or neither
+    const present = TLS_KEYS.filter(given)
+    if (present.length === 1) {
+      const missing = TLS_KEYS.find((key) => !given(key))!
+      issues.push({ path: missing, message: `${present[0]} needs ${missing}` })
+    }
+  }
+  if (given("tls_client_key_passphrase") && !given("tls_client_key_file")) {
+    issues.push({ path: "tls_client_key_passphrase", message: "tls_client_key_passphrase needs tls_client_key_file" })
+  }
+  if ((bearer || method === "private_key_jwt") && !signs) {
+    refuse(SIGNING_KEYS, "applies to an assertion signed with private_key or private_key_file: remove it")
+  }
+  if (input.assertion_audience === "issuer" && !given("issuer")) {
+    issues.push({
+      path: "issuer",
+      message: "assertion_audience: issuer needs issuer (the authorization server's issuer URL)"
+    })
+  }
+  if (typeof input.issuer === "string" && input.issuer.trim().length > 0 && !URL.canParse(input.issuer.trim())) {
+    issues.push({ path: "issuer", message: "issuer must be an absolute URL, e.g. https://idp.example.com" })
+  }
+  const assertion = input.client_assertion
+  if (assertion !== undefined && assertion !== null && !isRecord(assertion)) {
+    issues.push({
+      path: "client_assertion",
+      message: "client_assertion must be a map with one of file, token or function"
+    })
+  }
+  if (isRecord(assertion)) {
+    const sources = ["file", "token", "function"].filter((key) =>
+      assertion[key] !== undefined && assertion[key] !== null
+    )
+    if (sources.length !== 1) {
+      issues.push({
+        path: "client_assertion",
+        message: sources.length === 0
+          ? "client_assertion needs one of file, token or function"
+          : `client_assertion takes one of file, token or function, not ${sources.join(" and ")}`
+      })
+    }
+  }
+  const key = input.private_key
+  const keyText = textOf(key)
+  if (keyText !== undefined && keyText.trim().length > 0) {
+    const parsed = ClientAuth.parsePrivateKey(keyText)
+    if (Either.isLeft(parsed)) {
+      issues.push({ path: "private_key", message: `private_key ${parsed.left}` })
+    } else {
+      const wanted = (SIGNING_ALGORITHMS as ReadonlyArray<unknown>).includes(input.signing_algorithm)
+        ? input.signing_algorithm as SigningAlgorithm
+        : undefined
+      const algorithm = ClientAuth.algorithmFor(parsed.right.key, wanted)
+      if (Either.isLeft(algorithm)) {
+        issues.push({
+          path: wanted === undefined ? "private_key" : "signing_algorithm",
+          message: `private_key ${algorithm.left}`
+        })
+      }
+    }
+  }
+  const proxy = input.proxy_url
+  const proxyText = textOf(proxy)
+  if (proxyText !== undefined && proxyText.trim().length > 0) {
+    let url: URL | undefined
+    try {
+      url = new URL(proxyText.trim())
+    } catch {
+      // not echoed: it may hold the proxy's password
+    }
+    if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+      issues.push({
+        path: "proxy_url",
+        message: "proxy_url must be an http:// or https:// URL, e.g. http://user:password@proxy.internal:3128"
+      })
+    }
+  }
   return issues
 }
 
@@ -588,6 +1009,12 @@ export const decodeSync = (input: unknown, options?: DecodeOptions): ServiceAcco
 
 const nested = { retry: RetryFields, failure_cooldown: FailureCooldownFields } as const
 
+/** Nested keys read from the environment too (kwargs and function values cannot be written there). */
+const envNested = {
+  ...nested,
+  client_assertion: { file: ClientAssertionFields.file, token: ClientAssertionFields.token }
+} as const
+
 const variableOf = (key: string) => `SERVICE_ACCOUNT_${key.replaceAll(".", "_").toUpperCase()}`
 
 /**
@@ -600,8 +1027,17 @@ const variableOf = (key: string) => `SERVICE_ACCOUNT_${key.replaceAll(".", "_").
  */
 export const envVariables: ReadonlyArray<{ readonly key: string; readonly variable: string }> = Object.keys(fields)
   .filter((key) => key !== "_type" && key !== "service_token")
-  .flatMap((key) => key in nested ? Object.keys(nested[key as keyof typeof nested]).map((k) => `${key}.${k}`) : [key])
+  .flatMap((key) =>
+    key in envNested ? Object.keys(envNested[key as keyof typeof envNested]).map((k) => `${key}.${k}`) : [key]
+  )
   .map((key) => ({ key, variable: variableOf(key) }))
+
+const secretKeys: ReadonlySet<string> = new Set([
+  "client_secret",
+  "private_key",
+  "tls_client_key_passphrase",
+  "proxy_url"
+])
 
 // renamed keys are read too, so that a variable still set under its old name is reported rather than ignored
 const envKeys = [
@@ -640,7 +1076,7 @@ export const fromEnv: Config.Config<ServiceAccountConfig> = Config.all({
       if (value === undefined || Option.isNone(value)) continue
       const [parent, child] = key.split(".") as [string, string | undefined]
       if (child === undefined) {
-        input[key] = key === "client_secret" ? Redacted.make(value.value) : value.value
+        input[key] = secretKeys.has(key) ? Redacted.make(value.value) : value.value
       } else {
         input[parent] = { ...(isRecord(input[parent]) ? input[parent] : {}), [child]: value.value }
       }
@@ -673,5 +1109,6 @@ export type FieldDoc = ConfigSchema.FieldDoc
  */
 export const fieldDocs: ReadonlyArray<FieldDoc> = ConfigSchema.describeFields(fields, {
   service_token: ServiceTokenFields,
+  client_assertion: ClientAssertionFields,
   ...nested
 })

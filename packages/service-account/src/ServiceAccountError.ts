@@ -48,7 +48,9 @@ export class InvalidCredentialsError extends Schema.TaggedError<InvalidCredentia
   tokenUrl: Schema.String,
   status: Schema.Number,
   error: Schema.optional(Schema.String),
-  errorDescription: Schema.optional(Schema.String)
+  errorDescription: Schema.optional(Schema.String),
+  /** How the client authenticated (`auth_method`, or `jwt_bearer` for that grant), to say what to check. */
+  authMethod: Schema.optional(Schema.String)
 }) {
   /**
    * @since 0.1.0
@@ -61,8 +63,24 @@ export class InvalidCredentialsError extends Schema.TaggedError<InvalidCredentia
     const detail = oauthDetail(this.error, this.errorDescription)
     return `Invalid service account credentials (${
       detail ? `${detail}, ` : ""
-    }HTTP ${this.status} from ${this.tokenUrl})` +
-      ": check client_id and client_secret, and that the client may use the client_credentials grant"
+    }HTTP ${this.status} from ${this.tokenUrl}): ${credentialHint(this.authMethod)}`
+  }
+}
+
+const credentialHint = (method: string | undefined): string => {
+  switch (method) {
+    case "private_key_jwt":
+      return "check client_id, and that the identity provider holds the public key of this client's private key " +
+        "(key_id, signing_algorithm) or trusts the issuer of its client_assertion"
+    case "tls_client_auth":
+    case "self_signed_tls_client_auth":
+      return "check client_id, and that the identity provider registered this client's TLS certificate " +
+        "(tls_client_certificate_file)"
+    case "jwt_bearer":
+      return "check the assertion: the identity provider must trust its issuer for the jwt-bearer grant, and its " +
+        "subject, audience and lifetime must be what it expects"
+    default:
+      return "check client_id and client_secret, and that the client may use the client_credentials grant"
   }
 }
 
@@ -118,6 +136,37 @@ export class TlsError extends Schema.TaggedError<TlsError>("@mcp-auth/service-ac
       ? "the certificate does not name this host: use the host name the certificate was issued for"
       : "if the server uses an internal certificate authority, set ca_file to its PEM bundle"
     return `TLS certificate verification failed for ${this.url} (${this.code}: ${this.reason}): ${hint}`
+  }
+}
+
+/**
+ * The client could not authenticate before any request was sent: a key, certificate, secret or assertion file that
+ * cannot be read or does not hold what it should, or a `client_assertion.function` that failed or returned no JWT.
+ * Names the configuration `field` and the `file`; never their contents. Not retried: it starts the failure
+ * cool-down, like other permanent failures (fix the file or the function; the next fetch after the cool-down reads
+ * it again).
+ *
+ * @since 0.3.0
+ * @category Errors
+ */
+export class ClientCredentialError extends Schema.TaggedError<ClientCredentialError>(
+  "@mcp-auth/service-account/ClientCredentialError"
+)("ClientCredentialError", {
+  tokenUrl: Schema.String,
+  field: Schema.String,
+  file: Schema.optional(Schema.String),
+  reason: Schema.String
+}) {
+  /**
+   * @since 0.3.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.3.0
+   */
+  override get message(): string {
+    const where = this.file === undefined ? this.field : `${this.field} (${this.file})`
+    return `Cannot authenticate to ${this.tokenUrl}: ${where} ${this.reason}`
   }
 }
 
@@ -419,6 +468,7 @@ export type TokenError =
   | NetworkError
   | MalformedResponseError
   | TokenEndpointError
+  | ClientCredentialError
 
 /**
  * @since 0.1.0
@@ -431,7 +481,8 @@ export const TokenError: Schema.Union<[
   typeof TokenTimeoutError,
   typeof NetworkError,
   typeof MalformedResponseError,
-  typeof TokenEndpointError
+  typeof TokenEndpointError,
+  typeof ClientCredentialError
 ]> = Schema.Union(
   InvalidCredentialsError,
   RateLimitedError,
@@ -439,7 +490,8 @@ export const TokenError: Schema.Union<[
   TokenTimeoutError,
   NetworkError,
   MalformedResponseError,
-  TokenEndpointError
+  TokenEndpointError,
+  ClientCredentialError
 )
 
 /**
@@ -460,6 +512,7 @@ export const ServiceAccountError: Schema.Union<[
   typeof NetworkError,
   typeof MalformedResponseError,
   typeof TokenEndpointError,
+  typeof ClientCredentialError,
   typeof ServiceTokenError,
   typeof ConfigurationError
 ]> = Schema.Union(...TokenError.members, ServiceTokenError, ConfigurationError)
@@ -477,7 +530,8 @@ const tokenErrorTags: ReadonlySet<string> = new Set([
   "TokenTimeoutError",
   "NetworkError",
   "MalformedResponseError",
-  "TokenEndpointError"
+  "TokenEndpointError",
+  "ClientCredentialError"
 ])
 
 /**

@@ -32,10 +32,12 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Redacted from "effect/Redacted"
 import type * as AccessToken from "./AccessToken.js"
+import * as ClientAuth from "./internal/clientAuth.js"
 import { displayUrl } from "./internal/text.js"
 import * as internal from "./internal/tokenEndpoint.js"
 import type { ServiceAccountConfig } from "./ServiceAccountConfig.js"
 import { type TokenError, TokenTimeoutError } from "./ServiceAccountError.js"
+import type { FunctionLoader } from "./ServiceToken.js"
 
 /**
  * The `client_secret_basic` credential: `base64(formEncode(id) ":" formEncode(secret))`, each part
@@ -66,25 +68,46 @@ export const request = (
      * token), in addition to the client secret, the Basic credential and the response's own token.
      */
     readonly knownTokens?: ReadonlyArray<Redacted.Redacted<string> | undefined> | undefined
+    /** Resolves a `client_assertion.function` given as `"<module>#<export>"`. */
+    readonly loadFunction?: FunctionLoader | undefined
   }
 ): Effect.Effect<AccessToken.AccessToken, TokenError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const client = HttpClient.withTracerPropagation(yield* HttpClient.HttpClient, false)
-    const issuedAt = yield* Clock.currentTimeMillis
     const timeout = options?.timeout === undefined
       ? Duration.seconds(config.timeoutSeconds)
       : Duration.decode(options.timeout)
-    const secrets = internal.secretsOf(config, options?.knownTokens)
-    const raw = yield* client.execute(internal.makeRequest(config)).pipe(
-      Effect.flatMap((response) => internal.readBody(response)),
-      Effect.mapError((error) => internal.fromHttpClientError(config, error, secrets)),
-      Effect.timeoutFail({
-        duration: timeout,
-        onTimeout: () => new TokenTimeoutError({ tokenUrl: displayUrl(config.tokenUrl), timeout })
+    const send = (auth: ClientAuth.Material) =>
+      Effect.gen(function*() {
+        const issuedAt = yield* Clock.currentTimeMillis
+        const secrets = internal.secretsOf(config, options?.knownTokens, auth.secrets)
+        const raw = yield* client.execute(internal.makeRequest(config, auth)).pipe(
+          Effect.flatMap((response) => internal.readBody(response)),
+          Effect.mapError((error) => internal.fromHttpClientError(config, error, secrets)),
+          Effect.timeoutFail({
+            duration: timeout,
+            onTimeout: () => new TokenTimeoutError({ tokenUrl: displayUrl(config.tokenUrl), timeout })
+          })
+        )
+        return internal.parse(config, raw, issuedAt, yield* Clock.currentTimeMillis, secrets)
       })
+    const authenticate = Effect.flatMap(
+      Clock.currentTimeMillis,
+      (now) => ClientAuth.authenticate(config, now, options?.loadFunction)
     )
-    const now = yield* Clock.currentTimeMillis
-    const parsed = internal.parse(config, raw, issuedAt, now, secrets)
+    const auth = yield* authenticate
+    let parsed = yield* send(auth)
+    // a credential file replaced while the request was under way (a rotated secret): read it again and send once more
+    // before the failure is reported, so that the rotation costs one request instead of a cool-down
+    if (Either.isLeft(parsed) && parsed.left._tag === "InvalidCredentialsError" && auth.files.length > 0) {
+      const again = yield* Effect.either(authenticate)
+      if (Either.isRight(again) && !ClientAuth.sameFiles(again.right, auth)) {
+        yield* Effect.logDebug("Credential file changed; sending the token request again with it").pipe(
+          Effect.annotateLogs({ token_url: displayUrl(config.tokenUrl) })
+        )
+        parsed = yield* send(again.right)
+      }
+    }
     if (Either.isRight(parsed) && parsed.right.clampedFrom !== undefined) {
       yield* Effect.logDebug("Token lifetime clamped to max_token_lifetime_seconds").pipe(
         Effect.annotateLogs({
@@ -101,7 +124,7 @@ export const request = (
       attributes: {
         "mcp_auth.token_url": displayUrl(config.tokenUrl),
         "mcp_auth.client_id": config.clientId,
-        "mcp_auth.auth_method": config.authMethod
+        "mcp_auth.auth_method": config.grantType === "jwt_bearer" ? "jwt_bearer" : config.authMethod
       }
     })
   )

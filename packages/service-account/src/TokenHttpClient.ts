@@ -1,6 +1,8 @@
 /**
- * A Node `HttpClient` (undici) that trusts the system roots plus an extra PEM bundle (`ca_file`), for identity
- * providers and MCP servers behind an internal certificate authority. Node only: needs `@effect/platform-node`.
+ * A Node `HttpClient` (undici) that trusts the system roots plus an extra PEM bundle (`ca_file`), presents a TLS client
+ * certificate (RFC 8705) and goes through a proxy (`proxy_url`, else `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`), for
+ * identity providers and MCP servers behind an internal certificate authority or a corporate proxy. Node only: needs
+ * `@effect/platform-node`.
  *
  * `ca_file` adds to the trusted roots (Node's bundled roots, and `NODE_EXTRA_CA_CERTS` if set); it does not replace
  * them.
@@ -12,19 +14,31 @@ import * as Undici from "@effect/platform-node/Undici"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Tls from "node:tls"
-import type { ServiceAccountConfig } from "./ServiceAccountConfig.js"
+import type { ServiceAccountConfig, TlsClientCertificate } from "./ServiceAccountConfig.js"
 import { ConfigIssue, ConfigurationError } from "./ServiceAccountError.js"
 
 /**
+ * How connections are made: extra trusted roots, a TLS client certificate, a proxy.
+ *
  * @since 0.1.0
  * @category Models
  */
 export interface TlsOptions {
   /** Path of a PEM bundle to trust in addition to the system roots. */
   readonly caFile?: string | undefined
+  /** A TLS client certificate presented to every server that asks for one (RFC 8705 mTLS). */
+  readonly clientCertificate?: TlsClientCertificate | undefined
+  /**
+   * The proxy: a URL (credentials allowed, `http://user:password@host:port`), used for every request; `undefined`
+   * (the default) honours `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` (either case) as they are when the client is
+   * made; `false` connects directly whatever the environment says.
+   */
+  readonly proxy?: Redacted.Redacted<string> | string | false | undefined
 }
 
 const readPem = (path: string, key: string): Effect.Effect<string, ConfigurationError> =>
@@ -71,8 +85,121 @@ export const trustedCertificates = (
       return [...Tls.rootCertificates, ...fromEnv, yield* readPem(options.caFile!, "ca_file")]
     })
 
+const readFile = (path: string, key: string, what: string): Effect.Effect<string, ConfigurationError> =>
+  Effect.try({
+    try: () => Fs.readFileSync(path, "utf8"),
+    catch: (cause) =>
+      new ConfigurationError({
+        issues: [
+          new ConfigIssue({
+            path: key,
+            message: `cannot read ${path} (${
+              (cause as NodeJS.ErrnoException).code ?? "error"
+            }): give the path of ${what}`
+          })
+        ]
+      })
+  })
+
 /**
- * An undici dispatcher trusting the configured roots, closed with the scope.
+ * The TLS options of a connection (what undici's `connect` and `requestTls` take).
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface ConnectOptions {
+  readonly ca?: Array<string>
+  readonly cert?: string
+  readonly key?: string
+  readonly passphrase?: string
+}
+
+const PROXY_VARIABLES = ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"] as const
+
+/**
+ * Whether the environment names a proxy (`HTTPS_PROXY` / `HTTP_PROXY`, either case).
+ *
+ * @since 0.3.0
+ * @category Guards
+ */
+export const proxyFromEnvironment = (env: NodeJS.ProcessEnv = process.env): boolean =>
+  PROXY_VARIABLES.some((name) => (env[name] ?? "").trim().length > 0)
+
+/**
+ * The TLS options of a connection: trusted roots and the client certificate (checked: both files readable, the key
+ * usable with its passphrase and matching the certificate). Messages name the field and the file, never the contents.
+ *
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const connectOptions = (
+  options: TlsOptions
+): Effect.Effect<ConnectOptions, ConfigurationError> =>
+  Effect.gen(function*() {
+    const ca = yield* trustedCertificates(options)
+    const tls: { -readonly [K in keyof ConnectOptions]: ConnectOptions[K] } = {}
+    if (ca !== undefined) tls.ca = [...ca]
+    const client = options.clientCertificate
+    if (client !== undefined) {
+      const cert = yield* readFile(client.certificateFile, "tls_client_certificate_file", "a PEM certificate")
+      const key = yield* readFile(client.keyFile, "tls_client_key_file", "the certificate's PEM private key")
+      const passphrase = client.passphrase === undefined ? undefined : Redacted.value(client.passphrase)
+      const problem = certificateProblem(cert, key, passphrase)
+      if (problem !== undefined) {
+        return yield* Effect.fail(
+          new ConfigurationError({
+            issues: [
+              new ConfigIssue({
+                path: problem.field,
+                message: `${problem.field} (${
+                  problem.field === "tls_client_key_file" ? client.keyFile : client.certificateFile
+                }) ${problem.reason}`
+              })
+            ]
+          })
+        )
+      }
+      tls.cert = cert
+      tls.key = key
+      if (passphrase !== undefined) tls.passphrase = passphrase
+    }
+    return tls
+  })
+
+const certificateProblem = (
+  cert: string,
+  key: string,
+  passphrase: string | undefined
+): { readonly field: string; readonly reason: string } | undefined => {
+  let privateKey: Crypto.KeyObject
+  try {
+    privateKey = Crypto.createPrivateKey({ key, ...(passphrase === undefined ? {} : { passphrase }) })
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code ?? "parse error"
+    return {
+      field: "tls_client_key_file",
+      reason: `is not a usable PEM private key (${code}${
+        passphrase === undefined ? "; set tls_client_key_passphrase if it is encrypted" : ""
+      })`
+    }
+  }
+  let certificate: Crypto.X509Certificate
+  try {
+    certificate = new Crypto.X509Certificate(cert)
+  } catch (cause) {
+    return {
+      field: "tls_client_certificate_file",
+      reason: `holds no PEM certificate (${(cause as NodeJS.ErrnoException).code ?? "parse error"})`
+    }
+  }
+  return certificate.checkPrivateKey(privateKey)
+    ? undefined
+    : { field: "tls_client_certificate_file", reason: "is not the certificate of tls_client_key_file" }
+}
+
+/**
+ * An undici dispatcher trusting the configured roots, presenting the client certificate and going through the
+ * proxy, closed with the scope. Through a proxy, the TLS options apply to the tunnelled connection to the server.
  *
  * @since 0.1.0
  * @category Constructors
@@ -80,9 +207,20 @@ export const trustedCertificates = (
 export const makeDispatcher = (
   options: TlsOptions
 ): Effect.Effect<Undici.Dispatcher, ConfigurationError, Scope.Scope> =>
-  Effect.flatMap(trustedCertificates(options), (ca) =>
+  Effect.flatMap(connectOptions(options), (tls) =>
     Effect.acquireRelease(
-      Effect.sync(() => ca === undefined ? new Undici.Agent() : new Undici.Agent({ connect: { ca: [...ca] } })),
+      Effect.sync((): Undici.Dispatcher => {
+        const connect = Object.keys(tls).length === 0 ? undefined : tls
+        const proxy = options.proxy
+        if (proxy !== undefined && proxy !== false) {
+          const uri = typeof proxy === "string" ? proxy : Redacted.value(proxy)
+          return new Undici.ProxyAgent({ uri, ...(connect === undefined ? {} : { requestTls: connect }) })
+        }
+        if (proxy === undefined && proxyFromEnvironment()) {
+          return new Undici.EnvHttpProxyAgent(connect === undefined ? {} : { connect, requestTls: connect })
+        }
+        return connect === undefined ? new Undici.Agent() : new Undici.Agent({ connect })
+      }),
       (agent) => Effect.promise(() => agent.destroy())
     ))
 
@@ -102,4 +240,18 @@ export const layer = (options: TlsOptions = {}): Layer.Layer<HttpClient.HttpClie
  * @category Layers
  */
 export const layerFromConfig = (config: ServiceAccountConfig): Layer.Layer<HttpClient.HttpClient, ConfigurationError> =>
-  layer({ caFile: config.caFile })
+  layer(optionsFromConfig(config))
+
+/**
+ * The connection options a provider's configuration names: `ca_file`, the TLS client certificate
+ * (`tls_client_certificate_file`, `tls_client_key_file`, `tls_client_key_passphrase`) and `proxy_url` (else the proxy
+ * variables). The MCP connection uses the same certificate and proxy (see the client package's `TrustedFetch`).
+ *
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const optionsFromConfig = (config: ServiceAccountConfig): TlsOptions => ({
+  caFile: config.caFile,
+  clientCertificate: config.tlsClientCertificate,
+  proxy: config.proxyUrl
+})

@@ -42,6 +42,7 @@ import type { AccessToken } from "./AccessToken.js"
 import * as internal from "./internal/tokenProvider.js"
 import * as ServiceAccountConfig from "./ServiceAccountConfig.js"
 import type { TokenError } from "./ServiceAccountError.js"
+import type * as ServiceToken from "./ServiceToken.js"
 
 /**
  * @since 0.1.0
@@ -178,6 +179,11 @@ export const TokenProvider: Context.Tag<TokenProvider, TokenProvider> = internal
 export interface MakeOptions {
   /** Name used as the `provider` metric tag and in logs (default: the client id). */
   readonly name?: string | undefined
+  /**
+   * Resolves a `client_assertion.function` given as `"<module>#<export>"` (the workflow package passes one that
+   * imports relative to the workflow file); a function given as a value needs none.
+   */
+  readonly loadFunction?: ServiceToken.FunctionLoader | undefined
 }
 
 /**

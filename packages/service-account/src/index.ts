@@ -9,6 +9,13 @@ export * as AccessToken from "./AccessToken.js"
 export * as AuthHeaders from "./AuthHeaders.js"
 
 /**
+ * How a token request authenticates the client, for every `auth_method` and the `jwt_bearer` grant.
+ *
+ * @since 0.3.0
+ */
+export * as ClientAuthentication from "./ClientAuthentication.js"
+
+/**
  * @since 0.1.0
  */
 export * as Metrics from "./Metrics.js"

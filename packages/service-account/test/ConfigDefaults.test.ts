@@ -19,6 +19,11 @@ const inputsWithout = (path: string): ReadonlyArray<Record<string, unknown>> => 
   if (child === undefined) return [required]
   // a service token needs token or function; a function one has every service_token field
   if (parent === "service_token") return [{ ...required, service_token: { function: "./tokens.ts#get" } }]
+  // a client assertion needs file, token or function (and private_key_jwt); a function one has every field
+  if (parent === "client_assertion") {
+    const { client_secret: _, ...rest } = required
+    return [{ ...rest, auth_method: "private_key_jwt", client_assertion: { function: "./oidc.ts#token" } }]
+  }
   return [required, { ...required, [parent]: {} }]
 }
 

@@ -205,7 +205,7 @@ describe("hostile token endpoints (real sockets on 127.0.0.1, the package's Node
           expect(error.message).toContain("raw=<redacted>")
           expect(error.message).toContain("percent=<redacted>")
           expect(error.message).toContain("base64=<redacted>")
-          const basic = Redacted.value(TokenEndpoint.basicCredential(config.clientId, config.clientSecret))
+          const basic = Redacted.value(TokenEndpoint.basicCredential(config.clientId, config.clientSecret!))
           expectAbsent(error, [SECRET, basic])
           if (authMethod === "client_secret_post") {
             expect(server.requests[0]!.body).toContain(new URLSearchParams([["s", SECRET]]).toString().slice(2))
@@ -253,7 +253,7 @@ describe("hostile token endpoints (real sockets on 127.0.0.1, the package's Node
       Effect.gen(function*() {
         const known = "tok-known-abcdefghijkl"
         const config = configFor("http://127.0.0.1:9")
-        const basic = Redacted.value(TokenEndpoint.basicCredential(config.clientId, config.clientSecret))
+        const basic = Redacted.value(TokenEndpoint.basicCredential(config.clientId, config.clientSecret!))
         const fake = yield* FakeHttpClient.make(() =>
           Effect.succeed({
             fail: "ECONNRESET",

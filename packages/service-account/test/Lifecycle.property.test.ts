@@ -714,6 +714,6 @@ describe("lifecycle: the policy by example", () => {
 
   it("errors of every kind are accepted (generator sanity)", () => {
     const seen = new Set(fc.sample(errorArb, 2000).map((e: TokenError) => e._tag))
-    expect(seen.size).toBe(7)
+    expect(seen.size).toBe(8)
   })
 })

@@ -28,7 +28,7 @@ describe("ServiceAccountConfig", () => {
     it("decodes the spec's block into the camelCase model with defaults", () => {
       const config = ServiceAccountConfig.decodeSync({ _type: "mcp_service_account", ...base })
       expect(config.clientId).toBe("my-service-client")
-      expect(Redacted.value(config.clientSecret)).toBe("hunter2-very-secret")
+      expect(Redacted.value(config.clientSecret!)).toBe("hunter2-very-secret")
       expect(config.tokenUrl.href).toBe("https://auth.example.com/oauth/token")
       expect(config.scopes).toEqual(["api.read", "api.write"])
       expect(config.tokenCacheBufferSeconds).toBe(300)
@@ -122,8 +122,9 @@ describe("ServiceAccountConfig", () => {
     it("reports missing required keys together", () => {
       expect(issuesOf({ scopes: [] })).toEqual([
         "client_id: client_id is required: set it in the config or via ${SERVICE_ACCOUNT_CLIENT_ID}",
-        "client_secret: client_secret is required: set it via ${SERVICE_ACCOUNT_CLIENT_SECRET}; never commit it",
-        "token_url: token_url is required: set it to the OAuth2 token endpoint URL (https://…/token)"
+        "token_url: token_url is required: set it to the OAuth2 token endpoint URL (https://…/token)",
+        "client_secret: client_secret is required: set it via ${SERVICE_ACCOUNT_CLIENT_SECRET}; never commit it " +
+        "(or set client_secret_file to a file holding it)"
       ])
     })
 
@@ -207,7 +208,7 @@ describe("ServiceAccountConfig", () => {
         token_url: "http://auth.example.com/t",
         scopes: ["ok", "not ok"],
         token_cache_buffer_seconds: -5,
-        auth_method: "client_secret_jwt",
+        auth_method: "client_secret_jwk",
         service_token: { header: "Authorization", headr: 1 }
       })
       expect(issues).toEqual([
@@ -217,7 +218,8 @@ describe("ServiceAccountConfig", () => {
         "service_token.headr: unknown key \"headr\" in service_token: did you mean \"header\"?",
         "service_token.header: service_token.header must not be \"Authorization\": that header is reserved (Authorization carries the bearer token); use e.g. X-Service-Account-Token",
         "token_cache_buffer_seconds: token_cache_buffer_seconds must be a whole number of seconds ≥ 0, got -5",
-        "auth_method: auth_method must be client_secret_basic or client_secret_post, got \"client_secret_jwt\"",
+        "auth_method: auth_method must be one of client_secret_basic, client_secret_post, client_secret_jwt, " +
+        "private_key_jwt, tls_client_auth, self_signed_tls_client_auth, got \"client_secret_jwk\"",
         "token_url: token_url must use https: http is allowed only for loopback hosts",
         "service_token: Either 'token' or 'function' must be provided in service_token config"
       ])
@@ -405,8 +407,11 @@ describe("ServiceAccountConfig", () => {
       expect(buffer).toMatchObject({ type: "int", default: 300, required: false })
       expect(ServiceAccountConfig.fieldDocs.find((f) => f.name === "client_secret")).toMatchObject({
         type: "SecretStr",
-        required: true
+        required: false
       })
+      for (const key of Object.keys(ServiceAccountConfig.ClientAssertionInput.fields)) {
+        expect(names).toContain(`client_assertion.${key}`)
+      }
     })
   })
 })

@@ -5,6 +5,7 @@ import { Duration, FastCheck as fc, Schema } from "effect"
 const {
   ConfigIssue,
   ConfigurationError,
+  ClientCredentialError,
   InvalidCredentialsError,
   MalformedResponseError,
   NetworkError,
@@ -37,7 +38,9 @@ const tokenErrors: ReadonlyArray<fc.Arbitrary<ServiceAccountError.TokenError>> =
   fc.record(
     { tokenUrl: url, status, error: text, errorDescription: text, retryAfter: duration },
     { requiredKeys: ["tokenUrl", "status"] }
-  ).map((f) => new TokenEndpointError(f))
+  ).map((f) => new TokenEndpointError(f)),
+  fc.record({ tokenUrl: url, field: text, file: text, reason: text }, { requiredKeys: ["tokenUrl", "field", "reason"] })
+    .map((f) => new ClientCredentialError(f))
 ]
 
 const cause = fc.oneof(

@@ -23,46 +23,34 @@ import {
   TokenEndpointError,
   type TokenError
 } from "../ServiceAccountError.js"
+import * as ClientAuth from "./clientAuth.js"
 import { displayUrl, scrub } from "./text.js"
 
-/**
- * `application/x-www-form-urlencoded` encoding of one value, as RFC 6749 §2.3.1 requires for the client id and secret
- * before they are joined and base64-encoded.
- *
- * @internal
- */
-export const formEncode = (value: string): string => new URLSearchParams([["", value]]).toString().slice(1)
+export { basicCredential, formEncode } from "./clientAuth.js"
 
 /**
- * The `client_secret_basic` credential: `base64(formEncode(id) ":" formEncode(secret))`. (The platform's
- * `HttpClientRequest.basicAuth` skips the form-encoding and throws on non-Latin-1 characters.)
+ * The token request for a configuration, with what `ClientAuth.authenticate` read and signed for it.
  *
  * @internal
  */
-export const basicCredential = (clientId: string, clientSecret: Redacted.Redacted<string>): Redacted.Redacted<string> =>
-  Redacted.make(btoa(`${formEncode(clientId)}:${formEncode(Redacted.value(clientSecret))}`))
-
-/**
- * The token request for a configuration.
- *
- * @internal
- */
-export const makeRequest = (config: ServiceAccountConfig): HttpClientRequest.HttpClientRequest => {
-  const params: Array<[string, string]> = [["grant_type", "client_credentials"]]
+export const makeRequest = (
+  config: ServiceAccountConfig,
+  auth: { readonly params: ReadonlyArray<[string, string]>; readonly authorization?: string | undefined }
+): HttpClientRequest.HttpClientRequest => {
+  const params: Array<[string, string]> = [[
+    "grant_type",
+    config.grantType === "jwt_bearer" ? ClientAuth.JWT_BEARER_GRANT : "client_credentials"
+  ]]
   if (config.scopes.length > 0) params.push(["scope", config.scopes.join(" ")])
   if (config.audience !== undefined) params.push(["audience", config.audience])
   if (config.resource !== undefined) params.push(["resource", config.resource])
+  params.push(...auth.params)
   const request = HttpClientRequest.post(config.tokenUrl).pipe(HttpClientRequest.acceptJson)
-  if (config.authMethod === "client_secret_post") {
-    params.push(["client_id", config.clientId], ["client_secret", Redacted.value(config.clientSecret)])
-    return HttpClientRequest.bodyUrlParams(request, params)
-  }
-  return request.pipe(
-    HttpClientRequest.setHeader(
-      "authorization",
-      `Basic ${Redacted.value(basicCredential(config.clientId, config.clientSecret))}`
-    ),
-    HttpClientRequest.bodyUrlParams(params)
+  return HttpClientRequest.bodyUrlParams(
+    auth.authorization === undefined
+      ? request
+      : HttpClientRequest.setHeader(request, "authorization", auth.authorization),
+    params
   )
 }
 
@@ -125,19 +113,25 @@ export const readBody = (
   )
 
 /**
- * Every secret a token response may echo, each removed from server text in all its forms (`Scrub.forms`): the client
- * secret, the `client_secret_basic` credential, and the tokens the caller knows (the provider's current and previous).
+ * Every secret a token response may echo, each removed from server text in all its forms (`Scrub.forms`): what the
+ * request carried (`requestSecrets`: a secret read from its file, the Basic credential, the assertion), the configured
+ * client secret and its Basic credential, the proxy URL and key passphrase, and the tokens the caller knows (the
+ * provider's current and previous).
  *
  * @internal
  */
 export const secretsOf = (
   config: ServiceAccountConfig,
-  knownTokens: ReadonlyArray<Redacted.Redacted<string> | undefined> = []
+  knownTokens: ReadonlyArray<Redacted.Redacted<string> | undefined> = [],
+  requestSecrets: ReadonlyArray<string> = []
 ): Array<string> => {
-  const secrets = [
-    Redacted.value(config.clientSecret),
-    Redacted.value(basicCredential(config.clientId, config.clientSecret))
-  ]
+  const secrets = [...requestSecrets, ...ClientAuth.connectionSecrets(config)]
+  if (config.clientSecret !== undefined) {
+    secrets.push(
+      Redacted.value(config.clientSecret),
+      Redacted.value(ClientAuth.basicCredential(config.clientId, config.clientSecret))
+    )
+  }
   for (const token of knownTokens) if (token !== undefined) secrets.push(Redacted.value(token))
   return secrets
 }
@@ -259,8 +253,23 @@ export const parse = (
       : undefined
     const oauth = { ...(error ? { error } : {}), ...(errorDescription ? { errorDescription } : {}) }
     const retryAfter = parseRetryAfter(response.headers, now)
-    if (error === "invalid_client" || error === "unauthorized_client" || response.status === 401) {
-      return Either.left(new InvalidCredentialsError({ tokenUrl, status: response.status, ...oauth }))
+    const bearer = config.grantType === "jwt_bearer"
+    if (
+      error === "invalid_client" || error === "unauthorized_client" || response.status === 401 ||
+      // the assertion is the credential of the jwt-bearer grant (RFC 7523 §3.1)
+      (bearer && error === "invalid_grant")
+    ) {
+      return Either.left(
+        new InvalidCredentialsError({
+          tokenUrl,
+          status: response.status,
+          ...oauth,
+          // the secret methods keep the default hint
+          ...(bearer ? { authMethod: "jwt_bearer" } : config.authMethod.startsWith("client_secret") ? {} : {
+            authMethod: config.authMethod
+          })
+        })
+      )
     }
     if (response.status === 429) {
       return Either.left(new RateLimitedError({ tokenUrl, status: 429, ...(retryAfter ? { retryAfter } : {}) }))

@@ -21,6 +21,7 @@ import * as Metrics from "../Metrics.js"
 import * as RetrySchedule from "../RetrySchedule.js"
 import type { ServiceAccountConfig } from "../ServiceAccountConfig.js"
 import { isTransient, retryAfter, type TokenError } from "../ServiceAccountError.js"
+import type { FunctionLoader } from "../ServiceToken.js"
 import * as TokenEndpoint from "../TokenEndpoint.js"
 import type * as TokenProvider from "../TokenProvider.js"
 import * as Lifecycle from "./lifecycle.js"
@@ -115,7 +116,8 @@ class Provider implements TokenProvider.TokenProvider {
     private readonly context: Context.Context<HttpClient.HttpClient>,
     private readonly scope: Scope.Scope,
     private readonly clock: Clock.Clock,
-    private readonly ref: Ref.Ref<Lifecycle.State>
+    private readonly ref: Ref.Ref<Lifecycle.State>,
+    private readonly loadFunction: FunctionLoader | undefined
   ) {
     this.tokenUrl = displayUrl(config.tokenUrl)
     this.labels = [MetricLabel.make("provider", name)]
@@ -286,7 +288,8 @@ class Provider implements TokenProvider.TokenProvider {
         Effect.zipRight(
           TokenEndpoint.request(config, {
             timeout: Duration.millis(Math.min(config.timeoutSeconds * 1000, budget)),
-            knownTokens: [this.latest?.token, this.previous?.token]
+            knownTokens: [this.latest?.token, this.previous?.token],
+            loadFunction: this.loadFunction
           })
         ),
         // a token that came too late to use fails the attempt, so the schedule retries it
@@ -458,6 +461,7 @@ class Provider implements TokenProvider.TokenProvider {
 /** @internal */
 export interface MakeOptions {
   readonly name?: string | undefined
+  readonly loadFunction?: FunctionLoader | undefined
 }
 
 /** @internal */
@@ -473,7 +477,8 @@ export const make = (
       yield* Effect.context<HttpClient.HttpClient>(),
       scope,
       yield* Effect.clock,
-      yield* Ref.make(Lifecycle.initial)
+      yield* Ref.make(Lifecycle.initial),
+      options?.loadFunction
     )
     // not Effect.addFinalizer, which keeps a copy of this fiber's FiberRefs per provider
     yield* Scope.addFinalizerExit(scope, () => provider.close())

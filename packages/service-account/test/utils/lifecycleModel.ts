@@ -5,6 +5,7 @@
  */
 import * as AccessToken from "@mcp-auth/service-account/AccessToken"
 import {
+  ClientCredentialError,
   InvalidCredentialsError,
   MalformedResponseError,
   NetworkError,
@@ -66,7 +67,14 @@ export const errorFactories: ReadonlyArray<(retryAfterSeconds: number) => TokenE
   () => new MalformedResponseError({ tokenUrl: TOKEN_URL, reason: "not_json", detail: "the body is not JSON" }),
   () => new MalformedResponseError({ tokenUrl: TOKEN_URL, reason: "expires_in", detail: "expires_in is 0" }),
   // what a fetch whose every attempt came too late ends with
-  () => new MalformedResponseError({ tokenUrl: TOKEN_URL, reason: "arrived_late", detail: "5 ms of 1000 ms left" })
+  () => new MalformedResponseError({ tokenUrl: TOKEN_URL, reason: "arrived_late", detail: "5 ms of 1000 ms left" }),
+  () =>
+    new ClientCredentialError({
+      tokenUrl: TOKEN_URL,
+      field: "client_assertion.file",
+      file: "/var/run/secrets/token",
+      reason: "cannot be read (ENOENT)"
+    })
 ]
 
 export const errorArb: fc.Arbitrary<TokenError> = fc.tuple(
@@ -91,6 +99,7 @@ export const isPermanent = (error: TokenError): boolean => {
       return error.reason !== "arrived_late"
     case "InvalidCredentialsError":
     case "TlsError":
+    case "ClientCredentialError":
       return true
   }
 }
