@@ -6,6 +6,7 @@ import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
 import { Cause, Effect, Exit, FastCheck as fc, HashMap, List, Logger, Redacted, Schema, TestClock } from "effect"
 import * as util from "node:util"
+import { keys } from "./utils/keys.js"
 
 const formDecode = (s: string) => decodeURIComponent(s.replace(/\+/g, " "))
 
@@ -115,5 +116,96 @@ describe("secrets never leak from errors or logs (property)", () => {
       }),
     // 150 runs of CPU-bound work: a liveness bound that holds on a loaded 2-core machine
     { fastCheck: { numRuns: 150 }, timeout: 120_000 }
+  )
+})
+
+/**
+ * The other credentials: a private key (PEM or JWK), the assertions signed with it or given as a token, a client
+ * secret signed into an HS256 assertion, a TLS key passphrase and proxy credentials. The endpoint echoes everything
+ * the request carried, and the passphrase and proxy URL as a transport error might.
+ */
+const credentialConfigs = (secret: string, assertion: string) => {
+  const common = {
+    client_id: "svc-client",
+    token_url: "https://idp.example.com/token",
+    retry: { max_attempts: 1 },
+    tls_client_certificate_file: "/unused/cert.pem",
+    tls_client_key_file: "/unused/key.pem",
+    tls_client_key_passphrase: secret,
+    proxy_url: `http://proxy-user:${encodeURIComponent(secret)}@127.0.0.1:3128`
+  }
+  return [
+    { ...common, auth_method: "private_key_jwt", private_key: keys().ES256.privatePem },
+    { ...common, auth_method: "private_key_jwt", private_key: JSON.stringify(keys().EdDSA.privateJwk) },
+    { ...common, auth_method: "client_secret_jwt", client_secret: secret },
+    { ...common, auth_method: "private_key_jwt", client_assertion: { token: assertion } },
+    { ...common, grant_type: "jwt_bearer", client_assertion: { token: assertion } },
+    { ...common, grant_type: "jwt_bearer", private_key: keys().RS256.privatePem }
+  ]
+}
+
+describe("keys, assertions, passphrases and proxy credentials never leak (property)", () => {
+  it.effect.prop(
+    "no rendering of any error, log line or the config holds key material, an assertion, the passphrase or proxy password",
+    [
+      secretArb,
+      fc.tuple(fc.base64String({ minLength: 16, maxLength: 40 }), fc.base64String({ minLength: 16, maxLength: 40 }))
+        .map(([a, b]) => `eyJ${a.replace(/[+/=]/g, "x")}.eyJ${b.replace(/[+/=]/g, "y")}.sig`),
+      fc.nat({ max: 5 }),
+      fc.nat({ max: errorPaths("", "").length - 1 })
+    ],
+    ([secret, assertion, variant, path]) =>
+      Effect.gen(function*() {
+        const lines: Array<string> = []
+        const capture = Logger.make((options) => {
+          lines.push(Logger.logfmtLogger.log(options))
+          lines.push(util.inspect(List.toArray(options.spans)) + util.inspect(HashMap.toValues(options.annotations)))
+        })
+        const config = ServiceAccountConfig.decodeSync(credentialConfigs(secret, assertion)[variant])
+        const sent: Array<string> = []
+        const fake = yield* FakeTokenEndpoint.make((_, request) => {
+          const carried = request.form.get("client_assertion") ?? request.form.get("assertion") ?? ""
+          sent.push(carried)
+          const echo = `${carried} ${secret} ${Redacted.value(config.proxyUrl!)}`
+          return Effect.succeed(errorPaths(echo, echo)[path]!)
+        })
+        const exit = yield* Effect.scoped(
+          Effect.flatMap(TokenProvider.make(config, { name: "leak-check" }), (p) => p.get)
+        ).pipe(
+          Effect.provide(fake.layer),
+          Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+          Logger.withMinimumLogLevel("All" as any),
+          Effect.exit
+        )
+        expect(Exit.isFailure(exit)).toBe(true)
+        if (Exit.isSuccess(exit)) return
+        const error = Cause.squash(exit.cause)
+        const renderings = [
+          String(error),
+          JSON.stringify(error),
+          JSON.stringify(Schema.encodeSync(ServiceAccountError.ServiceAccountError)(error as any)),
+          util.inspect(error, { depth: Infinity, showHidden: true }),
+          Cause.pretty(exit.cause),
+          JSON.stringify(config),
+          util.inspect(config, { depth: Infinity }),
+          ...lines
+        ]
+        const keyLines = [keys().ES256, keys().EdDSA, keys().RS256].flatMap((k) => [
+          k.privatePem.split("\n")[1]!,
+          String(k.privateJwk.d)
+        ])
+        const forbidden = [
+          secret,
+          encodeURIComponent(secret),
+          assertion,
+          ...sent.filter((s) => s.length > 0),
+          ...keyLines
+        ]
+        for (const text of renderings) {
+          for (const value of forbidden) expect(text).not.toContain(value)
+        }
+        yield* TestClock.adjust("1 minute")
+      }),
+    { fastCheck: { numRuns: 120 }, timeout: 120_000 }
   )
 })
