@@ -9,6 +9,9 @@
  *    **401** `{"error":"invalid_token",…}` with `WWW-Authenticate: Bearer error="invalid_token",
  *    error_description="…", resource_metadata="…"`. Missing `requiredScopes`: **403** `insufficient_scope`
  *    (RFC 6750 §3.1).
+ *    With `requireCertificateBinding` (RFC 8705 §3), a token whose payload has `cnf["x5t#S256"]` is accepted only
+ *    on a TLS connection whose client certificate has that SHA-256 thumbprint; otherwise **401** `invalid_token`
+ *    (outcome `certificate_mismatch`).
  * 3. Service token (when `serviceToken` is set): a missing or wrong header gets **403** with a JSON-RPC error body
  *    (never 401: a 401 makes MCP clients redo OAuth).
  * 4. MCP: stateful by default (a session per `initialize`, `mcp-session-id` routing; GET opens the SSE stream, DELETE
@@ -116,6 +119,16 @@ export interface Options {
   readonly configure?: ((server: SdkMcpServer) => void) | undefined
   readonly intercept?: Intercept | undefined
   readonly https?: TlsCredentials | undefined
+  /**
+   * With `https`: ask every client for a TLS certificate (never refusing the handshake), to record its thumbprint
+   * (default `false`; implied by `requireCertificateBinding`).
+   */
+  readonly requestClientCertificate?: boolean | undefined
+  /**
+   * With `https`: a certificate-bound token (`cnf["x5t#S256"]`) is accepted only on a connection presenting that
+   * certificate (else 401 `invalid_token`). Tokens without `cnf` are unaffected.
+   */
+  readonly requireCertificateBinding?: boolean | undefined
 }
 
 /**
@@ -136,6 +149,7 @@ export type AuthOutcome =
   | "service_token_missing"
   | "service_token_invalid"
   | "intercepted"
+  | "certificate_mismatch"
 
 /**
  * @since 0.1.0
@@ -155,6 +169,8 @@ export interface RequestRecord extends RecordedRequest {
   readonly clientId: string | undefined
   /** Why auth failed (the `error_description`). */
   readonly authError: string | undefined
+  /** `x5t#S256` of the TLS client certificate presented on the connection, if any. */
+  readonly clientCertificateThumbprint: string | undefined
 }
 
 /**
@@ -205,6 +221,10 @@ export const start = async (options: Options = {}): Promise<Started<McpServer>> 
   const path = options.path ?? "/mcp"
   const mode = options.mode ?? "stateful"
   const requireAuth = options.requireAuth ?? true
+  const requireBinding = options.requireCertificateBinding === true
+  if ((requireBinding || options.requestClientCertificate === true) && options.https === undefined) {
+    throw new Error("McpServer: requestClientCertificate and requireCertificateBinding need https")
+  }
   const issuer = options.issuer ?? options.authorizationServer?.issuer
   const jwksUrl = options.jwksUrl ?? options.authorizationServer?.jwksUrl
   if (
@@ -250,7 +270,8 @@ export const start = async (options: Options = {}): Promise<Started<McpServer>> 
       sessionId: undefined,
       auth: undefined,
       clientId: undefined,
-      authError: undefined
+      authError: undefined,
+      clientCertificateThumbprint: internal.peerCertificateThumbprint(req)
     }
     records.push(record)
     internal.trackStatus(res, record)
@@ -319,7 +340,7 @@ export const start = async (options: Options = {}): Promise<Started<McpServer>> 
 
     let authInfo: AuthInfoLike | undefined
     if (requireAuth) {
-      const result = await verify(record.headers.authorization)
+      const result = await verify(record.headers.authorization, record.clientCertificateThumbprint)
       record.auth = result.outcome
       if (result.outcome !== "ok") {
         record.authError = result.description
@@ -434,7 +455,7 @@ export const start = async (options: Options = {}): Promise<Started<McpServer>> 
   }
 
   const verifiedTokens = new Map<string, jose.JWTPayload>()
-  const verify = async (header: string | undefined): Promise<
+  const verify = async (header: string | undefined, certificateThumbprint: string | undefined): Promise<
     | { readonly outcome: "ok"; readonly authInfo: AuthInfoLike }
     | { readonly outcome: Exclude<AuthOutcome, "ok">; readonly description: string }
   > => {
@@ -486,6 +507,16 @@ export const start = async (options: Options = {}): Promise<Started<McpServer>> 
         return { outcome: "invalid_token", description: `Invalid token: ${message}` }
       }}
     if (revoked.has(token)) return { outcome: "revoked", description: "Token has been revoked" }
+    const cnf = payload.cnf as { readonly "x5t#S256"?: unknown } | undefined
+    const bound = typeof cnf === "object" && cnf !== null ? cnf["x5t#S256"] : undefined
+    if (requireBinding && bound !== undefined && bound !== certificateThumbprint) {
+      return {
+        outcome: "certificate_mismatch",
+        description: certificateThumbprint === undefined
+          ? "Certificate-bound token presented without a client certificate"
+          : "Certificate-bound token presented with another client certificate"
+      }
+    }
     const scopes = typeof payload.scope === "string" ? payload.scope.split(" ").filter((s) => s.length > 0) : []
     const missing = (options.requiredScopes ?? []).filter((s) => !scopes.includes(s))
     if (missing.length > 0) {
@@ -515,19 +546,23 @@ export const start = async (options: Options = {}): Promise<Started<McpServer>> 
       `resource_metadata="${resourceMetadataUrl}"`
     ].join(", ")
 
-  const listener = await internal.listen((req, res) => {
-    handle(req, res).catch((error: unknown) => {
-      if (!res.headersSent) {
-        internal.sendJson(res, 500, {
-          jsonrpc: "2.0",
-          error: { code: -32603, message: `Internal server error: ${String(error)}` },
-          id: null
-        })
-      } else {
-        res.destroy()
-      }
-    })
-  }, options.https)
+  const listener = await internal.listen(
+    (req, res) => {
+      handle(req, res).catch((error: unknown) => {
+        if (!res.headersSent) {
+          internal.sendJson(res, 500, {
+            jsonrpc: "2.0",
+            error: { code: -32603, message: `Internal server error: ${String(error)}` },
+            id: null
+          })
+        } else {
+          res.destroy()
+        }
+      })
+    },
+    options.https,
+    { requestCert: requireBinding || options.requestClientCertificate === true }
+  )
   url = `${listener.origin}${path}`
   resourceMetadataUrl = `${listener.origin}/.well-known/oauth-protected-resource${path}`
   listener.onClose(async () => {

@@ -2,6 +2,10 @@
  * A certificate authority made at run time, with ready-made server certificates for every TLS failure a client
  * must report: self-signed, unknown CA (with and without the CA in the chain) and wrong host name.
  *
+ * Client certificates for mutual TLS (RFC 8705): {@link TestPki.issueClient} (signed by the trusted CA, for
+ * `tls_client_auth`) and {@link TestPki.selfSignedClient} (for `self_signed_tls_client_auth`), each with its own
+ * fresh key; {@link thumbprint} gives a certificate's `x5t#S256` and {@link certificateJwk} its public JWK with `x5c`.
+ *
  * Certificates are built with node-forge and signed with `node:crypto` (no openssl needed), valid from one hour ago
  * for seven days. Generation takes well under a second; {@link shared} caches one PKI per process.
  *
@@ -53,6 +57,36 @@ export interface IssueOptions {
 }
 
 /**
+ * Options for {@link TestPki.issueClient} and {@link TestPki.selfSignedClient}.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface ClientCertificateOptions {
+  /** Subject common name (the subject is `CN=<commonName>, O=mcp-auth`). */
+  readonly commonName: string
+  /** Validity in days from now (default 7); a negative value yields an expired certificate. */
+  readonly validityDays?: number | undefined
+}
+
+/**
+ * A client certificate (extended key usage `clientAuth`, no SAN) with its own RSA key.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface ClientCertificate extends TlsCredentials {
+  /** The subject DN as the authorization server's `tls_client_auth_subject_dn` takes it: `CN=…,O=mcp-auth`. */
+  readonly subjectDn: string
+  /** RFC 8705 `x5t#S256`: base64url SHA-256 of the certificate DER. */
+  readonly thumbprint: string
+  /** The same key as an encrypted PKCS#8 PEM (`ENCRYPTED PRIVATE KEY`, AES-256-CBC) under this passphrase. */
+  readonly encryptedKeyPem: (passphrase: string) => string
+  /** The key as a PKCS#1 PEM (`RSA PRIVATE KEY`). */
+  readonly pkcs1KeyPem: string
+}
+
+/**
  * @since 0.1.0
  * @category Models
  */
@@ -76,6 +110,12 @@ export interface TestPki {
   }
   /** Issues a further leaf signed by the trusted CA (same key as the other leaves). */
   readonly issue: (options: IssueOptions) => Promise<TlsCredentials>
+  /** A client certificate signed by the trusted CA ({@link TestPki.ca}) with a fresh key of its own. */
+  readonly issueClient: (options: ClientCertificateOptions) => Promise<ClientCertificate>
+  /** A self-signed client certificate with a fresh key of its own. */
+  readonly selfSignedClient: (options: ClientCertificateOptions) => Promise<ClientCertificate>
+  /** A client certificate signed by the untrusted second CA ({@link TestPki.unknownCa}), fresh key. */
+  readonly issueUntrustedClient: (options: ClientCertificateOptions) => Promise<ClientCertificate>
 }
 
 /**
@@ -181,6 +221,21 @@ export const make = async (): Promise<TestPki> => {
     return { certPem: options.includeChain === true ? leaf.pem + ca.pem : leaf.pem, keyPem: keyPem(key) }
   }
 
+  const client = async (
+    options: ClientCertificateOptions,
+    signer: Issued | "self"
+  ): Promise<ClientCertificate> => {
+    const key = await generateKey()
+    const issued = createCertificate({
+      subject: options.commonName,
+      key,
+      signer,
+      clientAuth: true,
+      validityDays: options.validityDays ?? 7
+    })
+    return clientCertificate(issued.pem, key, options.commonName)
+  }
+
   return {
     ca: ca.pem,
     server: { certPem: server.pem, keyPem: keyPem(serverKey) },
@@ -192,7 +247,38 @@ export const make = async (): Promise<TestPki> => {
       leafOnly: { certPem: unknownLeaf.pem, keyPem: keyPem(unknownLeafKey) },
       withChain: { certPem: unknownLeaf.pem + otherCa.pem, keyPem: keyPem(unknownLeafKey) }
     },
-    issue
+    issue,
+    issueClient: (options) => client(options, ca),
+    selfSignedClient: (options) => client(options, "self"),
+    issueUntrustedClient: (options) => client(options, otherCa)
+  }
+}
+
+/**
+ * RFC 8705 §3.1 `x5t#S256` of a certificate: the base64url SHA-256 of its DER (the first certificate of a PEM chain).
+ *
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const thumbprint = (certPem: string): string =>
+  crypto.createHash("sha256").update(new crypto.X509Certificate(certPem).raw).digest("base64url")
+
+/**
+ * The public key of a certificate as a JWK carrying the certificate in `x5c` (and its `x5t#S256`): what a
+ * `self_signed_tls_client_auth` client registers in its `jwks`.
+ *
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const certificateJwk = (certPem: string): JsonWebKey & {
+  readonly x5c: ReadonlyArray<string>
+  readonly "x5t#S256": string
+} => {
+  const certificate = new crypto.X509Certificate(certPem)
+  return {
+    ...certificate.publicKey.export({ format: "jwk" }),
+    x5c: [certificate.raw.toString("base64")],
+    "x5t#S256": thumbprint(certPem)
   }
 }
 
@@ -243,6 +329,16 @@ const generateKey = async (): Promise<crypto.KeyObject> => {
 
 const keyPem = (key: crypto.KeyObject): string => key.export({ type: "pkcs8", format: "pem" }).toString()
 
+const clientCertificate = (certPem: string, key: crypto.KeyObject, commonName: string): ClientCertificate => ({
+  certPem,
+  keyPem: keyPem(key),
+  subjectDn: `CN=${commonName},O=mcp-auth`,
+  thumbprint: thumbprint(certPem),
+  encryptedKeyPem: (passphrase) =>
+    key.export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase }).toString(),
+  pkcs1KeyPem: key.export({ type: "pkcs1", format: "pem" }).toString()
+})
+
 interface Issued {
   readonly pem: string
   readonly subject: string
@@ -255,6 +351,8 @@ const createCertificate = (options: {
   readonly key: crypto.KeyObject
   readonly signer: Issued | "self"
   readonly isCa?: boolean
+  /** A TLS client certificate: extended key usage `clientAuth`, no SAN. */
+  readonly clientAuth?: boolean
   readonly dnsNames?: ReadonlyArray<string>
   readonly ipAddresses?: ReadonlyArray<string>
   readonly validityDays?: number
@@ -287,6 +385,12 @@ const createCertificate = (options: {
     extensions.push(
       { name: "basicConstraints", cA: true, critical: true },
       { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true }
+    )
+  } else if (options.clientAuth === true) {
+    extensions.push(
+      { name: "basicConstraints", cA: false },
+      { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: "extKeyUsage", clientAuth: true }
     )
   } else {
     const altNames = [

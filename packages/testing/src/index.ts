@@ -63,6 +63,14 @@ export * as RecordingServer from "./RecordingServer.js"
 export * as TestPki from "./TestPki.js"
 
 /**
+ * A real HTTP forward proxy (the `proxy` package) counting CONNECT tunnels and plain proxied requests, with optional
+ * Basic proxy authentication.
+ *
+ * @since 0.3.0
+ */
+export * as TestProxy from "./TestProxy.js"
+
+/**
  * Types shared by the servers.
  *
  * @since 0.1.0

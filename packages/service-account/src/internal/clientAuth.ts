@@ -9,7 +9,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
-import * as jose from "jose"
+import type * as Jose from "jose"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Scrub from "../Scrub.js"
@@ -219,14 +219,18 @@ export const assertionProblem = (jwt: string): string | undefined =>
 const audienceOf = (config: ServiceAccountConfig): string =>
   config.assertionAudience === "issuer" && config.issuer !== undefined ? config.issuer : config.tokenUrl.href
 
+/** `jose`, loaded on first use: most processes never sign, and the CLI starts faster without it. */
+let joseModule: Promise<typeof Jose> | undefined
+
 /** Signs an RFC 7523 assertion: iss = sub = client id, aud, a fresh jti, iat, exp. */
 const sign = (
   config: ServiceAccountConfig,
   key: Crypto.KeyObject | Uint8Array,
-  header: jose.JWTHeaderParameters,
+  header: Jose.JWTHeaderParameters,
   nowMillis: number
 ): Effect.Effect<string> =>
-  Effect.promise(() => {
+  Effect.promise(async () => {
+    const jose = await (joseModule ??= import("jose"))
     const now = Math.floor(nowMillis / 1000)
     return new jose.SignJWT({})
       .setProtectedHeader(header)
@@ -281,7 +285,7 @@ const signingKey = (
   config: ServiceAccountConfig,
   files: Array<string>
 ): Effect.Effect<
-  { readonly key: Crypto.KeyObject; readonly header: jose.JWTHeaderParameters },
+  { readonly key: Crypto.KeyObject; readonly header: Jose.JWTHeaderParameters },
   ClientCredentialError
 > =>
   Effect.gen(function*() {
@@ -298,7 +302,7 @@ const signingKey = (
     if (Either.isLeft(parsed)) return yield* Effect.fail(credentialError(config, field, file, parsed.left))
     const algorithm = algorithmFor(parsed.right.key, config.signingAlgorithm)
     if (Either.isLeft(algorithm)) return yield* Effect.fail(credentialError(config, field, file, algorithm.left))
-    const header: jose.JWTHeaderParameters = { alg: algorithm.right, typ: "JWT" }
+    const header: Jose.JWTHeaderParameters = { alg: algorithm.right, typ: "JWT" }
     const kid = config.keyId ?? parsed.right.kid
     if (kid !== undefined) header.kid = kid
     if (config.certificateFile !== undefined) {

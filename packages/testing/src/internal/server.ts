@@ -1,8 +1,10 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import * as crypto from "node:crypto"
 import * as http from "node:http"
 import * as https from "node:https"
 import type * as net from "node:net"
+import type * as nodeTls from "node:tls"
 import type { TlsCredentials } from "../TestPki.js"
 import type { Closeable, RecordedRequest, Started } from "../TestServer.js"
 
@@ -17,14 +19,39 @@ export interface Listener {
   readonly onClose: (cleanup: () => void | Promise<void>) => void
 }
 
+/**
+ * Client-certificate settings of an HTTPS listener: `requestCert` asks every peer for a certificate but never rejects
+ * the handshake (`rejectUnauthorized: false`); the application reads `socket.authorized` / `getPeerCertificate()`.
+ * `ca` = the CAs a client certificate is verified against (`socket.authorized`).
+ *
+ * @internal
+ */
+export interface ClientCertificateOptions {
+  readonly requestCert?: boolean | undefined
+  readonly ca?: string | ReadonlyArray<string> | undefined
+}
+
 /** @internal */
 export const listen = async (
   handler: (req: http.IncomingMessage, res: http.ServerResponse) => void,
-  tls: TlsCredentials | undefined
+  tls: TlsCredentials | undefined,
+  clientCertificates: ClientCertificateOptions = {}
 ): Promise<Listener> => {
   const server: http.Server = tls === undefined
     ? http.createServer(handler)
-    : https.createServer({ cert: tls.certPem, key: tls.keyPem }, handler)
+    : https.createServer({
+      cert: tls.certPem,
+      key: tls.keyPem,
+      ...(clientCertificates.requestCert === true
+        ? {
+          requestCert: true,
+          rejectUnauthorized: false,
+          ...(clientCertificates.ca === undefined
+            ? {}
+            : { ca: typeof clientCertificates.ca === "string" ? clientCertificates.ca : [...clientCertificates.ca] })
+        }
+        : {})
+    }, handler)
   server.keepAliveTimeout = 5_000
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject)
@@ -56,6 +83,26 @@ export const listen = async (
     return closing
   }
   return { server, port, origin, close, onClose: (cleanup) => cleanups.push(cleanup) }
+}
+
+/**
+ * The SHA-256 thumbprint (base64url of the DER, RFC 8705 `x5t#S256`) of the certificate the TLS peer presented on
+ * this request's connection, or `undefined` (plain HTTP, or no certificate).
+ *
+ * @internal
+ */
+export const peerCertificateThumbprint = (req: http.IncomingMessage): string | undefined => {
+  const raw = peerCertificateDer(req)
+  return raw === undefined ? undefined : crypto.createHash("sha256").update(raw).digest("base64url")
+}
+
+/** The DER of the TLS peer's certificate, if any. @internal */
+export const peerCertificateDer = (req: http.IncomingMessage): Buffer | undefined => {
+  const socket = req.socket as nodeTls.TLSSocket
+  if (typeof socket.getPeerCertificate !== "function") return undefined
+  const certificate = socket.getPeerCertificate(false) as Partial<nodeTls.PeerCertificate> | null
+  const raw = certificate?.raw
+  return raw === undefined || raw.length === 0 ? undefined : raw
 }
 
 /** @internal */
