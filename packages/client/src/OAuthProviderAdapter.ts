@@ -6,9 +6,12 @@
  * How it works: `tokens()` answers from the shared token cache (refreshed before expiry, so expiry never causes a
  * 401). `discoveryState()` points the SDK straight at the configured token endpoint, so no RFC 9728 / RFC 8414
  * discovery traffic is needed. After a 401 the SDK runs its own token request: `prepareTokenRequest()` drops the
- * rejected token from the cache (compare-and-invalidate), `addClientAuthentication()` applies our client
- * authentication (RFC 6749 §2.3.1), and `saveTokens()` adopts the SDK's new token into the cache, so a revocation
- * costs exactly one token request.
+ * rejected token from the cache (compare-and-invalidate) and sets the grant (`client_credentials`, or the
+ * `jwt-bearer` grant of `grant_type: jwt_bearer`), `addClientAuthentication()` applies the configured client
+ * authentication through `ClientAuthentication.authenticate` (every `auth_method`: the secret in a Basic header or
+ * the form, a freshly signed or freshly read `client_assertion`, `client_id` for the TLS methods, or the grant's
+ * `assertion`; files are read again for each request), and `saveTokens()` adopts the SDK's new token into the cache,
+ * so a revocation costs exactly one token request.
  *
  * Limits (SDK 1.32, documented in the README):
  * - The service token (dual pattern) cannot travel through `authProvider`; add it with a `fetch` or static headers.
@@ -17,11 +20,18 @@
  * - The SDK has no single-flight and one retry flag per transport: many concurrent calls that all hit a 401 (a
  *   revocation under load) each make a token request, and a few may fail with "Server returned 401 after successful
  *   authentication". The fetch integration does not have this problem.
+ * - The SDK sends its token request with the transport's `fetch`: for `tls_client_auth` /
+ *   `self_signed_tls_client_auth` (the certificate travels on the connection) and for `proxy_url`, give the
+ *   transport a fetch that presents the certificate and uses the proxy (`TrustedFetch.fromConfig`), or it authenticates
+ *   without the certificate and is refused. A key, secret or assertion that cannot be read rejects the SDK's auth with
+ *   `ClientCredentialError`.
  *
  * @since 0.1.0
  */
 import type * as AccessToken from "@mcp-auth/service-account/AccessToken"
+import * as ClientAuthentication from "@mcp-auth/service-account/ClientAuthentication"
 import type { ServiceAccountConfig } from "@mcp-auth/service-account/ServiceAccountConfig"
+import type * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js"
@@ -41,10 +51,14 @@ export interface Options {
   /** The MCP endpoint this provider is used for; lets the SDK skip protected-resource discovery. */
   readonly serverUrl?: URL | string | undefined
   readonly clientName?: string | undefined
+  /** Resolves a `client_assertion.function` given as `"<module>#<export>"` (one given as a function needs none). */
+  readonly loadFunction?: ServiceToken.FunctionLoader | undefined
 }
 
 const nonInteractive = (what: string) => () => {
-  throw new Error(`mcp-auth service accounts are non-interactive: ${what} is not supported (client_credentials only)`)
+  throw new Error(
+    `mcp-auth service accounts are non-interactive: ${what} is not supported (client_credentials and jwt-bearer only)`
+  )
 }
 
 /**
@@ -70,6 +84,7 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
   const tokenUrl = config.tokenUrl
   const serverUrl = options.serverUrl === undefined ? undefined : new URL(options.serverUrl)
   const scope = config.scopes.length > 0 ? config.scopes.join(" ") : undefined
+  const grantType = config.grantType === "jwt_bearer" ? ClientAuthentication.JWT_BEARER_GRANT : "client_credentials"
 
   return {
     get redirectUrl() {
@@ -78,7 +93,7 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
     get clientMetadata() {
       return {
         redirect_uris: [],
-        grant_types: ["client_credentials"],
+        grant_types: [grantType],
         token_endpoint_auth_method: config.authMethod,
         client_name: options.clientName ?? "mcp-auth",
         ...(scope !== undefined ? { scope } : {})
@@ -114,7 +129,7 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
         token_endpoint: tokenUrl.href,
         authorization_endpoint: tokenUrl.href,
         response_types_supported: ["token"],
-        grant_types_supported: ["client_credentials"],
+        grant_types_supported: [grantType],
         token_endpoint_auth_methods_supported: [config.authMethod]
       },
       ...(serverUrl !== undefined
@@ -123,20 +138,17 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
     }),
     saveDiscoveryState: () => undefined,
     validateResourceURL: async () => config.resource === undefined ? undefined : new URL(config.resource),
-    addClientAuthentication: (headers, params) => {
-      if (config.authMethod === "client_secret_post") {
-        params.set("client_id", config.clientId)
-        params.set("client_secret", Redacted.value(config.clientSecret))
-      } else {
-        const basic = TokenEndpoint.basicCredential(config.clientId, config.clientSecret)
-        headers.set("Authorization", `Basic ${Redacted.value(basic)}`)
-      }
+    // a fresh authentication per token request: files read again, a new assertion (and jti) signed
+    addClientAuthentication: async (headers, params) => {
+      const auth = await run(ClientAuthentication.authenticate(config, { loadFunction: options.loadFunction }))
+      for (const [key, value] of auth.params) params.set(key, value)
+      if (auth.authorization !== undefined) headers.set("Authorization", auth.authorization)
     },
     prepareTokenRequest: async () => {
       // the SDK only asks for a token after the server rejected the one we handed out
       const rejected = handedOut
       if (rejected !== undefined) await provider((p) => p.invalidate(rejected))
-      const params = new URLSearchParams({ grant_type: "client_credentials" })
+      const params = new URLSearchParams({ grant_type: grantType })
       if (scope !== undefined) params.set("scope", scope)
       if (config.audience !== undefined) params.set("audience", config.audience)
       return params

@@ -27,6 +27,7 @@
  *
  * @since 0.1.0
  */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as AccessToken from "@mcp-auth/service-account/AccessToken"
 import * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
@@ -47,11 +48,14 @@ import * as Layer from "effect/Layer"
 import * as EffectLogger from "effect/Logger"
 import * as EffectLogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
 import * as AuthenticatedFetch from "./AuthenticatedFetch.js"
 import * as OAuthProviderAdapter from "./OAuthProviderAdapter.js"
+import * as TrustedFetch from "./TrustedFetch.js"
 
 /**
  * @since 0.1.0
@@ -60,15 +64,23 @@ import * as OAuthProviderAdapter from "./OAuthProviderAdapter.js"
 export interface Options {
   /** The MCP endpoint `fetch` authenticates (requests elsewhere pass through untouched). */
   readonly serverUrl?: URL | string | undefined
-  /** The fetch to delegate to, e.g. one trusting an internal CA (see `TrustedFetch`). */
+  /**
+   * The fetch to delegate to. Default: undici with the provider's connection settings (as for its token endpoint):
+   * `ca_file`, the TLS client certificate (so certificate-bound tokens, RFC 8705, are accepted) and `proxy_url`, else
+   * `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` as they were when the auth was created. For an MCP server trusting
+   * another CA, pass `TrustedFetch.fromConfig(config, { caFile })`'s fetch.
+   */
   readonly fetch?: AuthenticatedFetch.FetchLike | undefined
   /** Static headers for MCP requests; auth headers win. */
   readonly headers?: Readonly<Record<string, string>> | undefined
   /** Provider name for metrics and logs (default: the client id). */
   readonly name?: string | undefined
-  /** Resolves `service_token.function` references given as strings. */
+  /** Resolves `service_token.function` and `client_assertion.function` references given as strings. */
   readonly loadFunction?: ServiceToken.FunctionLoader | undefined
-  /** The HTTP client for the token endpoint (default: undici trusting the system roots plus `ca_file`). */
+  /**
+   * The HTTP client for the token endpoint (default: undici trusting the system roots plus `ca_file`, presenting the
+   * TLS client certificate, through `proxy_url` or the proxy variables).
+   */
   readonly httpClient?: Layer.Layer<HttpClient.HttpClient, ConfigurationError> | undefined
   /**
    * The least severe level logged (default `"warning"`: retries, degraded serving, latched credentials). Routine
@@ -184,11 +196,12 @@ const noServiceToken: ServiceToken.ServiceToken = Context.get(
 )
 
 /**
- * What providers in one process share: one runtime holding the token endpoint's HTTP client (one connection pool) and
- * the logging, per distinct HTTP client (`options.httpClient`, else `ca_file`) and logging (`logger`, `logLevel`).
- * Providers whose options differ in any of those get their own, so each keeps its own behaviour. The runtime lives
- * while a provider uses it: the last `close()` disposes of it (its connections close). Metrics go to Effect's one
- * global registry, shared anyway.
+ * What providers in one process share: one runtime holding the token endpoint's HTTP client (one connection pool, also
+ * used by `fetch` for the MCP server) and the logging, per distinct HTTP client (`options.httpClient`, else the
+ * connection settings: `ca_file`, the TLS client certificate and key files and passphrase, `proxy_url` or the proxy
+ * variables, see {@link connectionKey}) and logging (`logger`, `logLevel`). Providers whose options differ in any of
+ * those get their own, so each keeps its own behaviour. The runtime lives while a provider uses it: the last
+ * `close()` disposes of it (its connections close). Metrics go to Effect's one global registry, shared anyway.
  */
 interface Shared {
   readonly runtime: ManagedRuntime.ManagedRuntime<HttpClient.HttpClient, ConfigurationError>
@@ -239,6 +252,49 @@ const releaseShared = (entry: Shared): Promise<void> => {
   return entry.runtime.dispose()
 }
 
+/** Keys the connection keys are HMACs with: secrets in them cannot be recovered from the key, even offline. */
+let connectionKeySecret: Buffer | undefined
+
+const PROXY_ENV = ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"] as const
+
+/**
+ * What the default HTTP client of a provider depends on, as one opaque string: the CA bundle, the client certificate
+ * (files and passphrase), `proxy_url`, and the environment the dispatcher reads when it is made (the proxy variables
+ * and `NODE_EXTRA_CA_CERTS`). Secret values (passphrase, proxy credentials) enter only through a keyed hash.
+ */
+const connectionKey = (config: ServiceAccountConfig.ServiceAccountConfig): string => {
+  const tls = config.tlsClientCertificate
+  const parts = [
+    config.caFile ?? null,
+    config.caFile === undefined ? null : process.env.NODE_EXTRA_CA_CERTS ?? null,
+    tls?.certificateFile ?? null,
+    tls?.keyFile ?? null,
+    tls?.passphrase === undefined ? null : Redacted.value(tls.passphrase),
+    config.proxyUrl === undefined ? null : Redacted.value(config.proxyUrl),
+    config.proxyUrl === undefined ? PROXY_ENV.map((name) => process.env[name] ?? null) : null
+  ]
+  connectionKeySecret ??= Crypto.randomBytes(32)
+  return `connection:${
+    Crypto.createHmac("sha256", connectionKeySecret).update(JSON.stringify(parts)).digest("base64url")
+  }`
+}
+
+/**
+ * The default HTTP client of a provider, with its dispatcher kept in the context: `fetch` sends MCP requests through
+ * the same connection settings (and pool).
+ */
+const defaultHttpClient = (
+  config: ServiceAccountConfig.ServiceAccountConfig
+): Layer.Layer<HttpClient.HttpClient | NodeHttpClient.Dispatcher, ConfigurationError> =>
+  NodeHttpClient.layerUndiciWithoutDispatcher.pipe(
+    Layer.provideMerge(
+      Layer.scoped(
+        NodeHttpClient.Dispatcher,
+        TokenHttpClient.makeDispatcher(TokenHttpClient.optionsFromConfig(config))
+      )
+    )
+  )
+
 /** This provider's token provider, service token and header builder, in its own scope. */
 const build = (
   decoded: ServiceAccountConfig.ServiceAccountConfig,
@@ -246,7 +302,10 @@ const build = (
   scope: Scope.Scope
 ): Effect.Effect<Omit<Services, "base">, ServiceTokenError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
-    const provider = yield* TokenProvider.make(decoded, { name: options.name }).pipe(Scope.extend(scope))
+    const provider = yield* TokenProvider.make(decoded, { name: options.name, loadFunction: options.loadFunction })
+      .pipe(
+        Scope.extend(scope)
+      )
     const serviceToken = decoded.serviceToken === undefined
       ? noServiceToken
       : Context.get(
@@ -365,10 +424,22 @@ class Auth implements ServiceAccountAuth, TokenProvider.Mirror {
     ).then(settleOrClosed(() => this.closed))
   }
 
+  /**
+   * The fetch MCP requests go through: `options.fetch`, else the shared runtime's dispatcher (the token endpoint's
+   * connection settings), else (a custom `httpClient`) a dispatcher with the provider's connection settings in this
+   * provider's scope.
+   */
+  private async baseFetch(base: Runtime.Runtime<HttpClient.HttpClient>): Promise<AuthenticatedFetch.FetchLike> {
+    if (this.options.fetch !== undefined) return this.options.fetch
+    const dispatcher = Context.getOption(base.context, NodeHttpClient.Dispatcher)
+    if (Option.isSome(dispatcher)) return TrustedFetch.fromDispatcher(dispatcher.value)
+    return Runtime.runPromiseExit(base, Scope.extend(TrustedFetch.fromConfig(this.decoded), this.scope)).then(settle)
+  }
+
   readonly fetch: AuthenticatedFetch.FetchLike = async (url, init) => {
     if (this.closed) throw closedError()
     const f =
-      await (this.serverFetch ??= this.services.then(({ auth, base, provider, serviceToken }) =>
+      await (this.serverFetch ??= this.services.then(async ({ auth, base, provider, serviceToken }) =>
         this.options.serverUrl === undefined
           ? undefined
           : AuthenticatedFetch.makeWith(
@@ -381,7 +452,7 @@ class Auth implements ServiceAccountAuth, TokenProvider.Mirror {
               fiberRefs: base.fiberRefs,
               runtimeFlags: base.runtimeFlags
             }),
-            { serverUrl: this.options.serverUrl, fetch: this.options.fetch, headers: this.options.headers }
+            { serverUrl: this.options.serverUrl, fetch: await this.baseFetch(base), headers: this.options.headers }
           )
       ))
     if (f === undefined) {
@@ -448,7 +519,8 @@ class Auth implements ServiceAccountAuth, TokenProvider.Mirror {
 
   readonly authProvider = (serverUrl?: URL | string): OAuthClientProvider => {
     return OAuthProviderAdapter.makeWith(this.decoded, (effect) => this.run(effect), {
-      serverUrl: serverUrl ?? this.options.serverUrl
+      serverUrl: serverUrl ?? this.options.serverUrl,
+      loadFunction: this.options.loadFunction
     })
   }
 
@@ -467,9 +539,15 @@ class Auth implements ServiceAccountAuth, TokenProvider.Mirror {
  * Creates the auth for one service account. `config` is the provider block as NAT users write it (snake_case keys);
  * it is validated at once and a `ConfigurationError` listing every problem is thrown if it is wrong.
  *
- * Many providers in one process are cheap: providers created with the same `httpClient`/`ca_file`, `logger` and
- * `logLevel` share one runtime, one HTTP connection pool and the metrics registry; each keeps its own token cache,
- * refresh schedule and scope, closed by its own `close()`.
+ * Many providers in one process are cheap: providers created with the same `httpClient` (else the same connection
+ * settings: `ca_file`, TLS client certificate, `proxy_url` or proxy variables), `logger` and `logLevel` share one
+ * runtime, one HTTP connection pool and the metrics registry; each keeps its own token cache, refresh schedule and
+ * scope, closed by its own `close()`.
+ *
+ * Every client authentication works here (`client_secret_file`, `private_key_jwt`, `client_assertion`, the TLS
+ * methods, the `jwt_bearer` grant); a `client_assertion.function` given as `"module#export"` needs
+ * `options.loadFunction` (a function value needs none). A key, secret or assertion file that cannot be read when a
+ * token is needed rejects with `ClientCredentialError`, like the other token errors.
  *
  * @since 0.1.0
  * @category Constructors
@@ -479,8 +557,8 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
   checkLogger(options)
   const decoded = ServiceAccountConfig.decodeSync(config)
   const entry = acquireShared(
-    [options.httpClient ?? `ca_file:${decoded.caFile ?? ""}`, options.logger, level],
-    () => Layer.merge(options.httpClient ?? TokenHttpClient.layerFromConfig(decoded), logging(options, level))
+    [options.httpClient ?? connectionKey(decoded), options.logger, level],
+    () => Layer.merge(options.httpClient ?? defaultHttpClient(decoded), logging(options, level))
   )
   return new Auth(decoded, options, entry, Effect.runSync(Scope.make()))
 }

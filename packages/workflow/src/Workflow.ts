@@ -30,8 +30,14 @@ import * as McpClient from "@mcp-auth/client/McpClient"
 import { type McpCallError, McpRequestError } from "@mcp-auth/client/McpClientError"
 import * as TrustedFetch from "@mcp-auth/client/TrustedFetch"
 import * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
+import * as ClientAuthentication from "@mcp-auth/service-account/ClientAuthentication"
 import * as Scrub from "@mcp-auth/service-account/Scrub"
-import type { ConfigurationError, ServiceTokenError, TokenError } from "@mcp-auth/service-account/ServiceAccountError"
+import {
+  ConfigIssue,
+  ConfigurationError,
+  type ServiceTokenError,
+  type TokenError
+} from "@mcp-auth/service-account/ServiceAccountError"
 import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
@@ -90,7 +96,11 @@ export type StartError = ConfigurationError | ServiceTokenError | TokenError | M
  * @category Models
  */
 export interface Options {
-  /** A PEM bundle trusted for MCP servers and for token endpoints without their own `ca_file`. */
+  /**
+   * A PEM bundle trusted for MCP servers and for token endpoints without their own `ca_file`. An MCP server trusts
+   * this bundle if it is given, else the `ca_file` of its group's `auth_provider` (groups without one: the system
+   * roots).
+   */
   readonly caFile?: string | undefined
   /** Connect only these function groups (default: all). */
   readonly groups?: ReadonlyArray<string> | undefined
@@ -143,9 +153,29 @@ export const functionGroup = (config: FunctionGroupConfig, client: McpClient.Mcp
   }
 }
 
+/** A provider's `ConfigurationError`, its paths under `authentication.<name>` as the loader reports them. */
+const underProvider = (name: string) => (error: ConfigurationError): ConfigurationError =>
+  new ConfigurationError({
+    issues: error.issues.map((issue) =>
+      new ConfigIssue({
+        path: issue.path === "" ? `authentication.${name}` : `authentication.${name}.${issue.path}`,
+        message: issue.message
+      })
+    )
+  })
+
 /**
- * Starts a workflow in the current scope: loads service-token functions, builds the providers (fetching a token at
- * once for `preflight_auth: true`) and connects the MCP clients.
+ * Starts a workflow in the current scope: checks every provider's key, certificate, secret and assertion files (a
+ * missing or malformed one is a `ConfigurationError` naming `authentication.<name>.<field>` and the file), loads
+ * service-token functions, builds the providers (fetching a token at once for `preflight_auth: true`) and connects the
+ * MCP clients.
+ *
+ * Connections: a token endpoint trusts its provider's `ca_file` (else `options.caFile`), presents the provider's TLS
+ * client certificate and goes through its `proxy_url` (else `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`, as they are when
+ * the workflow starts). A function group's MCP server gets the same certificate and proxy as its `auth_provider` (so
+ * certificate-bound tokens work) and trusts `options.caFile` if given, else the provider's `ca_file`; groups without
+ * an `auth_provider` use the proxy variables and `options.caFile`. A `client_assertion.function` given as
+ * `"./file.ts#export"` resolves against the workflow file's directory, like `service_token.function`.
  *
  * @since 0.1.0
  * @category Constructors
@@ -164,8 +194,16 @@ export const make = (config: WorkflowConfig, options: Options = {}): Effect.Effe
     const auth = new Map<string, Context.Context<AuthHeaders.AuthHeaders>>()
     const providers = new Map<string, TokenProvider.TokenProvider>()
     for (const [name, provider] of config.providers) {
-      const tokenLayer = TokenProvider.layer(provider, { name }).pipe(
-        Layer.provide(TokenHttpClient.layer({ caFile: provider.caFile ?? options.caFile }))
+      yield* ClientAuthentication.check(provider).pipe(Effect.mapError(underProvider(name)))
+    }
+    for (const [name, provider] of config.providers) {
+      const tokenLayer = TokenProvider.layer(provider, { name, loadFunction }).pipe(
+        Layer.provide(
+          TokenHttpClient.layer({
+            ...TokenHttpClient.optionsFromConfig(provider),
+            caFile: provider.caFile ?? options.caFile
+          })
+        )
       )
       const context = yield* Layer.build(
         AuthHeaders.layer.pipe(
@@ -178,12 +216,24 @@ export const make = (config: WorkflowConfig, options: Options = {}): Effect.Effe
       providers.set(name, tokens)
       auth.set(name, context)
     }
-    const fetch: FetchLike | undefined = options.caFile === undefined ? undefined : yield* TrustedFetch.make({
-      caFile: options.caFile
-    })
     const groups = new Map<string, FunctionGroup>()
     if (options.connect !== false) {
+      // one fetch (one connection pool) per auth provider, and one for the groups without
+      const fetches = new Map<string | undefined, FetchLike>()
+      const fetchFor = (
+        providerName: string | undefined
+      ): Effect.Effect<FetchLike, ConfigurationError, Scope.Scope> => {
+        const made = fetches.get(providerName)
+        if (made !== undefined) return Effect.succeed(made)
+        const provider = providerName === undefined ? undefined : config.providers.get(providerName)
+        return (provider === undefined
+          ? TrustedFetch.make({ caFile: options.caFile })
+          : TrustedFetch.fromConfig(provider, { caFile: options.caFile }).pipe(
+            Effect.mapError(underProvider(providerName!))
+          )).pipe(Effect.tap((fetch) => fetches.set(providerName, fetch)))
+      }
       for (const group of wanted) {
+        const fetch = yield* fetchFor(group.authProvider)
         const clientOptions: McpClient.Options = {
           url: group.url,
           name: group.name,

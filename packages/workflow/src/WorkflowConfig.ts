@@ -16,6 +16,11 @@
  *   aliases resolved, at most 1 000 000 values nested at most 100 levels deep (an "alias bomb" is refused, whether
  *   this check or the library's alias count catches it first).
  *
+ * Relative file paths in an `mcp_service_account` entry (`ca_file`, `client_secret_file`, `private_key_file`,
+ * `certificate_file`, `client_assertion.file`, `tls_client_certificate_file`, `tls_client_key_file`) resolve against
+ * the workflow file's directory (`baseDir`), like `service_token.function` and `client_assertion.function` modules;
+ * absolute paths (and `${VAR}`s holding one) are used as they are.
+ *
  * A URL in the configuration carries no credentials: `server.url` with user info (`https://user:pass@host/…`) is
  * refused, and messages show URLs without their query and fragment (`?<redacted>`), as `Scrub.url` prints them.
  *
@@ -238,7 +243,7 @@ export interface FunctionGroupConfig {
 export interface WorkflowConfig {
   /** Where the YAML came from (a path, or `<inline>`). */
   readonly source: string
-  /** The directory relative module references resolve against (the config file's). */
+  /** The directory relative module references and file paths resolve against (the config file's). */
   readonly baseDir: string
   /** `authentication:` entries with `_type: mcp_service_account`, by name. */
   readonly providers: ReadonlyMap<string, ServiceAccountConfig.ServiceAccountConfig>
@@ -255,7 +260,10 @@ export interface WorkflowConfig {
 export interface LoadOptions {
   /** Variables for `${VAR}` (default: `process.env`). */
   readonly env?: Readonly<Record<string, string | undefined>> | undefined
-  /** Base directory for relative module references (default: the file's directory, or the working directory). */
+  /**
+   * Base directory for relative module references and file paths (default: the file's directory, or the working
+   * directory for inline text).
+   */
   readonly baseDir?: string | undefined
 }
 
@@ -509,7 +517,7 @@ export const fromDocument = (
       // an unset variable already explains the empty value it left behind
       const explained = new Set(unset.map((u) => u.path))
       issues.push(...decoded.left.issues.filter((i) => !explained.has(i.path)))
-    } else providers.set(name, decoded.right)
+    } else providers.set(name, resolvePaths(decoded.right, baseDir))
   }
 
   const groups = new Map<string, FunctionGroupConfig>()
@@ -543,6 +551,33 @@ export const fromDocument = (
   }
   if (issues.length > 0) return Either.left(new ConfigurationError({ issues }))
   return Either.right({ source, baseDir, providers, groups, ignored })
+}
+
+/** The provider's file paths, relative ones resolved against `baseDir` (see the module documentation). */
+const resolvePaths = (
+  config: ServiceAccountConfig.ServiceAccountConfig,
+  baseDir: string
+): ServiceAccountConfig.ServiceAccountConfig => {
+  const resolve = (file: string | undefined) => file === undefined ? undefined : Path.resolve(baseDir, file)
+  const assertion = config.clientAssertion
+  const tls = config.tlsClientCertificate
+  return {
+    ...config,
+    caFile: resolve(config.caFile),
+    clientSecretFile: resolve(config.clientSecretFile),
+    privateKeyFile: resolve(config.privateKeyFile),
+    certificateFile: resolve(config.certificateFile),
+    clientAssertion: assertion?._tag === "File"
+      ? { _tag: "File", path: Path.resolve(baseDir, assertion.path) }
+      : assertion,
+    tlsClientCertificate: tls === undefined
+      ? undefined
+      : {
+        ...tls,
+        certificateFile: Path.resolve(baseDir, tls.certificateFile),
+        keyFile: Path.resolve(baseDir, tls.keyFile)
+      }
+  }
 }
 
 const unsetIssues = (unset: ReadonlyArray<Interpolation.UnsetVariable>): Array<ConfigIssue> =>
