@@ -72,10 +72,14 @@ const token = Command.make("token", {
   config,
   provider: Options.text("provider").pipe(Options.optional, Options.withDescription("An authentication: entry")),
   showToken: Options.boolean("show-token").pipe(Options.withDescription("Print the access token itself")),
+  json: Options.boolean("json").pipe(Options.withDescription("Print JSON instead of lines")),
   caFile,
   verbose
 }, (options) => Effect.flatMap(connected, (command) => command.token(options))).pipe(
-  Command.withDescription("Fetch a token and show its type, scopes and expiry")
+  Command.withDescription(
+    "Fetch a token and show how the client authenticated (the method, never the credential), its type, scopes and " +
+      "expiry"
+  )
 )
 
 const toolsList = Command.make("list", {

@@ -7,6 +7,7 @@
 import { isMcpClientError } from "@mcp-auth/client/McpClientError"
 import * as Scrub from "@mcp-auth/service-account/Scrub"
 import { isServiceAccountError } from "@mcp-auth/service-account/ServiceAccountError"
+import { absurd } from "effect/Function"
 
 /**
  * Exit codes, one per error family.
@@ -117,6 +118,8 @@ const classify = (error: unknown): Report => {
           ? ciHint
           : /client_id is required/.test(text)
           ? "Ensure client_id is set in your configuration or the corresponding environment variable is defined."
+          : /(?:_file|\.file) \(/.test(text)
+          ? "Check the files named above: each must exist, be readable by this process and hold what its key expects."
           : "Fix the keys listed above; `mcp-auth info components` lists every option."
         return { code: ExitCode.configuration, message: error.message, hint }
       }
@@ -125,7 +128,8 @@ const classify = (error: unknown): Report => {
           code: ExitCode.invalidCredentials,
           message: error.message,
           hint:
-            "Verify your client ID and client secret are correct, the token endpoint URL is reachable, and your service account has the necessary permissions."
+            "Verify your client ID and client secret are correct, the token endpoint URL is reachable, and your service account has the necessary permissions. " +
+            "With private_key_jwt, client_assertion or a TLS client certificate: check that the server has the public key (and key_id), trusts the assertion's issuer, or has the certificate registered."
         }
       case "RateLimitedError":
         return { code: ExitCode.rateLimited, message: error.message, hint: "Wait before retrying." }
@@ -143,6 +147,17 @@ const classify = (error: unknown): Report => {
           message: error.message,
           hint: "Check that the token endpoint URL is reachable from here."
         }
+      case "ClientCredentialError":
+        // a key, certificate, secret or assertion the provider could not read or use: fixed in the files, not the server
+        return {
+          code: ExitCode.configuration,
+          message: error.message,
+          hint: error.field.startsWith("client_assertion")
+            ? "Check client_assertion: the file (or token, or function) must give the workload's JWT, readable by " +
+              "this process."
+            : "Check the file named above: it must exist, be readable by this process and hold what the field " +
+              "expects (`mcp-auth info components` describes every field); `mcp-auth validate` checks them all."
+        }
       case "TokenEndpointError":
       case "MalformedResponseError":
         return { code: ExitCode.tokenEndpoint, message: error.message }
@@ -152,6 +167,9 @@ const classify = (error: unknown): Report => {
           message: error.message,
           hint: "Check service_token in the provider config and the function or variables behind it."
         }
+      default:
+        // a new error tag fails to compile here until it has a report
+        return absurd(error)
     }
   }
   if (isMcpClientError(error)) {

@@ -7,6 +7,7 @@
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import { AuthorizationServer, McpServer, TestPki } from "@mcp-auth/testing"
 import * as ChildProcess from "node:child_process"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -38,6 +39,12 @@ const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}, bina
 
 const SECRET = "cli-Secret:with%chars+9"
 const JIRA_TOKEN = "jira-service-token-for-cli-tests"
+/** The secret of the client whose secret is read from a file (client_secret_file). */
+const FILE_SECRET = "cli-file-Secret:rotated%1"
+const KEY_ID = "cli-key-1"
+// private_key_jwt: a P-256 key made for this run; the server knows the public half
+const keyPair = Crypto.generateKeyPairSync("ec", { namedCurve: "P-256" })
+const PRIVATE_KEY = keyPair.privateKey.export({ format: "pem", type: "pkcs8" }).toString()
 let as: AuthorizationServer.AuthorizationServer & { close(): Promise<void> }
 let jama: McpServer.McpServer & { close(): Promise<void> }
 let jira: McpServer.McpServer & { close(): Promise<void> }
@@ -91,7 +98,15 @@ beforeAll(async () => {
   caFile = Path.join(tempDir("mcp-auth-cli-"), "ca.pem")
   Fs.writeFileSync(caFile, pki.ca)
   as = await AuthorizationServer.start({
-    clients: [{ clientId: "svc-cli", clientSecret: SECRET }],
+    clients: [
+      { clientId: "svc-cli", clientSecret: SECRET },
+      { clientId: "svc-cli-file", clientSecret: FILE_SECRET },
+      {
+        clientId: "svc-cli-pkjwt",
+        authMethod: "private_key_jwt",
+        jwks: { keys: [{ ...keyPair.publicKey.export({ format: "jwk" }), kid: KEY_ID }] }
+      }
+    ],
     scopes: ["mcp:tools"],
     https: pki.server
   })
@@ -124,6 +139,8 @@ afterAll(async () => {
 })
 
 const config = (name: string) => Path.join(examples, `config-mcp-service-account-${name}.yml`)
+
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
 
 /** `tools call` of the jira example's `jira_get_issue`, over HTTPS with the test CA. */
 const jiraIssueCall = () => [
@@ -185,6 +202,7 @@ describe("mcp-auth CLI (built binary)", () => {
     const expected = [
       ...Object.keys(schema),
       ...Object.keys(ServiceAccountConfig.ServiceTokenInput.fields).map((k) => `service_token.${k}`),
+      ...Object.keys(ServiceAccountConfig.ClientAssertionInput.fields).map((k) => `client_assertion.${k}`),
       ...Object.keys(ServiceAccountConfig.RetryInput.fields).map((k) => `retry.${k}`),
       ...Object.keys(ServiceAccountConfig.FailureCooldownInput.fields).map((k) => `failure_cooldown.${k}`)
     ]
@@ -192,6 +210,33 @@ describe("mcp-auth CLI (built binary)", () => {
     for (const field of expected) expect(result.stdout).toMatch(new RegExp(`\\b${field.replace(".", "\\.")} \\(`))
     expect(result.stdout).toContain("token_cache_buffer_seconds (int): Seconds before token expiry to refresh")
     expect(result.stdout).toContain("Defaults to 300.")
+    // the client authentication methods' keys (issue 13), nested client_assertion.* included
+    for (
+      const field of [
+        "auth_method",
+        "client_secret_file",
+        "grant_type",
+        "private_key",
+        "private_key_file",
+        "key_id",
+        "signing_algorithm",
+        "certificate_file",
+        "assertion_lifetime_seconds",
+        "assertion_audience",
+        "issuer",
+        "client_assertion",
+        "client_assertion.file",
+        "client_assertion.token",
+        "client_assertion.function",
+        "client_assertion.kwargs",
+        "client_assertion.timeout_seconds",
+        "tls_client_certificate_file",
+        "tls_client_key_file",
+        "tls_client_key_passphrase",
+        "proxy_url"
+      ]
+    ) expect(expected).toContain(field)
+    expect(result.stdout).toMatch(/auth_method \(.*client_secret_basic.*private_key_jwt.*tls_client_auth/s)
     expect(result.stdout).not.toContain("function_group")
 
     const rows = JSON.parse(json.stdout) as Array<{ component_name: string; fields: Array<{ name: string }> }>
@@ -212,7 +257,6 @@ describe("mcp-auth CLI (built binary)", () => {
 
   it("validate: with three variables unset, names all three and exits 3 with the CI hint", async () => {
     const result = await cli(["validate", "-c", config("jira")], {
-      SERVICE_ACCOUNT_CLIENT_SECRET: "",
       JIRA_SERVICE_TOKEN: "",
       CORPORATE_MCP_SERVICE_ACCOUNT_JIRA_URL: ""
     })
@@ -353,6 +397,234 @@ describe("mcp-auth CLI (built binary)", () => {
   })
 })
 
+/** A workflow with the given providers (YAML of the `authentication:` entries), in a temporary directory. */
+const authWorkflow = (providers: string): string => {
+  const file = Path.join(tempDir("mcp-auth-cli-auth-"), "workflow.yml")
+  Fs.writeFileSync(file, `authentication:\n${providers}`)
+  return file
+}
+
+/** One provider entry on the test authorization server; `extra` are more keys, indented like these. */
+const provider = (name: string, clientId: string, extra: string) =>
+  `  ${name}:
+    _type: mcp_service_account
+    client_id: ${clientId}
+    token_url: ${as.tokenUrl}
+    scopes: mcp:tools
+    retry:
+      max_attempts: 1
+${extra}`
+
+describe("client authentication methods (issue 13)", () => {
+  it("token with private_key_jwt: shows the method and where the key comes from, never the key", async () => {
+    const keyFile = Path.join(tempDir("mcp-auth-cli-key-"), "client-key.pem")
+    Fs.writeFileSync(keyFile, PRIVATE_KEY)
+    const file = authWorkflow(provider(
+      "signed",
+      "svc-cli-pkjwt",
+      `    auth_method: private_key_jwt
+    private_key_file: ${keyFile}
+    key_id: ${KEY_ID}
+`
+    ))
+    const before = as.assertions.length
+    const [human, json] = await Promise.all([
+      cli(["token", "-c", file, "--ca-file", caFile]),
+      cli(["token", "-c", file, "--ca-file", caFile, "--json"])
+    ])
+    const method = `private_key_jwt (private_key_file ${keyFile}, kid ${KEY_ID})`
+    expect(human.code, human.stderr).toBe(0)
+    expect(human.stdout).toContain(`auth_method:  ${method}`)
+    expect(human.stdout).toContain("scopes:       mcp:tools")
+    expect(human.stderr).toContain(`with ${method}`)
+    expect(json.code, json.stderr).toBe(0)
+    const parsed = JSON.parse(json.stdout) as Record<string, unknown>
+    expect(parsed).toMatchObject({
+      provider: "signed",
+      auth_method: method,
+      token_type: "Bearer",
+      scopes: ["mcp:tools"],
+      access_token: null
+    })
+    expect(parsed.expires_at).toMatch(/^\d{4}-/)
+    // the server verified two assertions signed with the key, each with its own jti
+    const assertions = as.assertions.slice(before)
+    expect(assertions.map((a) => [a.parameter, a.header.kid, a.header.alg, a.claims.iss, a.claims.sub])).toEqual([
+      ["client_assertion", KEY_ID, "ES256", "svc-cli-pkjwt", "svc-cli-pkjwt"],
+      ["client_assertion", KEY_ID, "ES256", "svc-cli-pkjwt", "svc-cli-pkjwt"]
+    ])
+    expect(new Set(assertions.map((a) => a.claims.jti)).size).toBe(2)
+    for (const text of [human.stdout, human.stderr, json.stdout, json.stderr]) {
+      expect(text).not.toContain("PRIVATE KEY")
+    }
+  })
+
+  it("the private_key_jwt NAT example: validate, token and tools call with a key file, no client secret", async () => {
+    const keyFile = Path.join(tempDir("mcp-auth-cli-key-"), "client-key.pem")
+    Fs.writeFileSync(keyFile, PRIVATE_KEY)
+    const exampleEnv = {
+      SERVICE_ACCOUNT_CLIENT_ID: "svc-cli-pkjwt",
+      SERVICE_ACCOUNT_PRIVATE_KEY_FILE: keyFile,
+      SERVICE_ACCOUNT_KEY_ID: KEY_ID
+    }
+    const example = config("private-key-jwt")
+    const [valid, token, call] = await Promise.all([
+      cli(["validate", "-c", example], exampleEnv),
+      cli(["token", "-c", example, "--ca-file", caFile], exampleEnv),
+      cli(
+        [
+          "tools",
+          "call",
+          "-c",
+          example,
+          "mcp_jama.jama_list_releases",
+          "--args",
+          "{\"projectId\":1}",
+          "--ca-file",
+          caFile
+        ],
+        exampleEnv
+      )
+    ])
+    expect(valid.code, valid.stderr).toBe(0)
+    expect(valid.stdout).toContain(
+      `jama_service_account (private_key_jwt (private_key_file ${keyFile}, kid ${KEY_ID}))`
+    )
+    expect(token.code, token.stderr).toBe(0)
+    expect(token.stdout).toContain("auth_method:  private_key_jwt")
+    expect(call.code, call.stderr).toBe(0)
+  })
+
+  it("token with client_secret_file: the secret read from the file, the file named, the secret never printed", async () => {
+    const secretFile = Path.join(tempDir("mcp-auth-cli-secret-"), "client-secret")
+    // a trailing line break, as `echo` or a mounted Kubernetes Secret leave it, is not part of the secret
+    Fs.writeFileSync(secretFile, `${FILE_SECRET}\n`)
+    const file = authWorkflow(provider("from_file", "svc-cli-file", `    client_secret_file: ${secretFile}\n`))
+    const [ok, asJson] = await Promise.all([
+      cli(["token", "-c", file, "--ca-file", caFile]),
+      cli(["token", "-c", file, "--ca-file", caFile, "--json", "--provider", "from_file"])
+    ])
+    expect(ok.code, ok.stderr).toBe(0)
+    expect(ok.stdout).toContain(`auth_method:  client_secret_basic (client_secret_file ${secretFile})`)
+    expect(asJson.code, asJson.stderr).toBe(0)
+    expect((JSON.parse(asJson.stdout) as { auth_method: string }).auth_method).toBe(
+      `client_secret_basic (client_secret_file ${secretFile})`
+    )
+    // a file holding another secret: invalid credentials (exit 4), neither secret printed
+    const otherFile = Path.join(tempDir("mcp-auth-cli-secret-"), "client-secret")
+    Fs.writeFileSync(otherFile, "not-the-file-secret-value")
+    const refused = await cli([
+      "token",
+      "-c",
+      authWorkflow(provider("from_file", "svc-cli-file", `    client_secret_file: ${otherFile}\n`)),
+      "--ca-file",
+      caFile
+    ])
+    expect(refused.code).toBe(4)
+    expect(refused.stderr).toContain("Error: Invalid service account credentials (invalid_client")
+    expect(refused.stderr + refused.stdout).not.toContain("not-the-file-secret-value")
+  })
+
+  it("validate: missing and malformed key, certificate and secret files, all named with their field, exit 3", async () => {
+    const dir = tempDir("mcp-auth-cli-badkeys-")
+    const badKey = Path.join(dir, "bad-key.pem")
+    const badKeyText =
+      "-----BEGIN PRIVATE KEY-----\nbm90LWEta2V5LWJ1dC1zZWNyZXQtbG9va2luZy10ZXh0\n-----END PRIVATE KEY-----\n"
+    Fs.writeFileSync(badKey, badKeyText)
+    const missing = Path.join(dir, "missing.pem")
+    const missingSecret = Path.join(dir, "no-such-secret")
+    const file = authWorkflow(
+      provider("bad_key", "svc-a", `    auth_method: private_key_jwt\n    private_key_file: ${badKey}\n`) +
+        provider("no_key", "svc-b", `    auth_method: private_key_jwt\n    private_key_file: ${missing}\n`) +
+        provider(
+          "no_cert",
+          "svc-c",
+          `    auth_method: tls_client_auth\n    tls_client_certificate_file: ${missing}\n    tls_client_key_file: ${badKey}\n`
+        ) +
+        provider("no_secret", "svc-d", `    client_secret_file: ${missingSecret}\n`)
+    )
+    const result = await cli(["validate", "-c", file])
+    expect(result.code).toBe(3)
+    expect(result.stdout).toBe("")
+    expect(result.stderr).toContain("Error: Invalid service account configuration (4 problems):")
+    expect(result.stderr).toMatch(
+      new RegExp(`authentication\\.bad_key\\.private_key_file: private_key_file \\(${escape(badKey)}\\) \\S`)
+    )
+    expect(result.stderr).toContain(
+      `authentication.no_key.private_key_file: private_key_file (${missing}) cannot be read (ENOENT)`
+    )
+    expect(result.stderr).toContain(
+      `authentication.no_cert.tls_client_certificate_file: tls_client_certificate_file (${missing}) cannot be read (ENOENT)`
+    )
+    expect(result.stderr).toContain(
+      `authentication.no_secret.client_secret_file: client_secret_file (${missingSecret}) cannot be read (ENOENT)`
+    )
+    expect(result.stderr).toContain("Hint: Check the files named above")
+    expect(result.stderr).not.toContain("bm90LWEta2V5")
+  })
+
+  it("validate: a readable key and secret file are valid, and it says how each provider authenticates", async () => {
+    const dir = tempDir("mcp-auth-cli-goodkeys-")
+    const keyFile = Path.join(dir, "key.pem")
+    Fs.writeFileSync(keyFile, PRIVATE_KEY)
+    const secretFile = Path.join(dir, "secret")
+    Fs.writeFileSync(secretFile, FILE_SECRET)
+    const result = await cli([
+      "validate",
+      "-c",
+      authWorkflow(
+        provider("signed", "svc-cli-pkjwt", `    auth_method: private_key_jwt\n    private_key_file: ${keyFile}\n`) +
+          provider("from_file", "svc-cli-file", `    client_secret_file: ${secretFile}\n`)
+      )
+    ])
+    expect(result.code, result.stderr).toBe(0)
+    expect(result.stdout).toContain(
+      `providers:       signed (private_key_jwt (private_key_file ${keyFile})), from_file (client_secret_basic ` +
+        `(client_secret_file ${secretFile}))`
+    )
+  })
+
+  it("token with a key file that cannot be used: exit 3 naming the field and the file, never the contents", async () => {
+    const dir = tempDir("mcp-auth-cli-tokenkey-")
+    const badKey = Path.join(dir, "bad-key.pem")
+    Fs.writeFileSync(
+      badKey,
+      "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWxvb2tpbmctbm90LWEta2V5\n-----END PRIVATE KEY-----\n"
+    )
+    const missing = Path.join(dir, "missing.pem")
+    const [bad, absent] = await Promise.all([
+      cli([
+        "token",
+        "-c",
+        authWorkflow(provider(
+          "signed",
+          "svc-cli-pkjwt",
+          `    auth_method: private_key_jwt\n    private_key_file: ${badKey}\n`
+        )),
+        "--ca-file",
+        caFile
+      ]),
+      cli([
+        "token",
+        "-c",
+        authWorkflow(provider(
+          "signed",
+          "svc-cli-pkjwt",
+          `    auth_method: private_key_jwt\n    private_key_file: ${missing}\n`
+        )),
+        "--ca-file",
+        caFile
+      ])
+    ])
+    expect(bad.code).toBe(3)
+    expect(bad.stderr).toContain(`private_key_file (${badKey})`)
+    expect(bad.stderr).not.toContain("c2VjcmV0LWxvb2tpbmc")
+    expect(absent.code).toBe(3)
+    expect(absent.stderr).toContain(`private_key_file (${missing}) cannot be read (ENOENT)`)
+    expect(bad.stderr + absent.stderr).not.toMatch(/\n\s+at /)
+  })
+})
+
 describe("the bundle copied outside the workspace (no @mcp-auth/testing, no tsx)", () => {
   let outside: string
   beforeAll(() => {
@@ -422,6 +694,8 @@ describe("every output", () => {
     const shownToken = /access_token: (ey\S+)/.exec(outputs.join("\n"))?.[1]
     for (const text of outputs) {
       expect(text).not.toContain(SECRET)
+      expect(text).not.toContain(FILE_SECRET)
+      expect(text).not.toContain(PRIVATE_KEY.split("\n")[1]!)
       expect(text).not.toContain(JIRA_TOKEN)
       expect(text).not.toContain(Buffer.from(`svc-cli:${encodeURIComponent(SECRET)}`).toString("base64"))
       for (const token of issued) if (token !== shownToken) expect(text).not.toContain(token)

@@ -406,7 +406,7 @@ describe("ServiceAccountConfig", () => {
       const buffer = ServiceAccountConfig.fieldDocs.find((f) => f.name === "token_cache_buffer_seconds")
       expect(buffer).toMatchObject({ type: "int", default: 300, required: false })
       expect(ServiceAccountConfig.fieldDocs.find((f) => f.name === "client_secret")).toMatchObject({
-        type: "SecretStr",
+        type: "SecretStr | None",
         required: false
       })
       for (const key of Object.keys(ServiceAccountConfig.ClientAssertionInput.fields)) {

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as ClientAuthentication from "@mcp-auth/service-account/ClientAuthentication"
 import * as Scrub from "@mcp-auth/service-account/Scrub"
 import * as Workflow from "@mcp-auth/workflow/Workflow"
 import * as WorkflowConfig from "@mcp-auth/workflow/WorkflowConfig"
@@ -80,9 +81,10 @@ export const token = (options: {
   readonly provider: Option.Option<string>
   readonly showToken: boolean
   readonly caFile: Option.Option<string>
+  readonly json: boolean
 }) =>
   Effect.gen(function*() {
-    const { caFile, config, provider, showToken } = options
+    const { caFile, config, json, provider, showToken } = options
     const workflow = yield* WorkflowConfig.load(config)
     Secrets.fromConfig(workflow)
     const names = [...workflow.providers.keys()]
@@ -95,16 +97,38 @@ export const token = (options: {
         )
       )
     }
+    // how it authenticates, in words (never the credential): the method and where its credential comes from
+    const method = Secrets.line(ClientAuthentication.describe(workflow.providers.get(name)!), 1_000)
     const running = yield* Workflow.make(workflow, { caFile: Option.getOrUndefined(caFile), connect: false })
     const tokens = running.providers.get(name)!
     Secrets.watch(running.providers.values())
-    yield* progress(`requesting a token for ${name} from ${Scrub.url(tokens.tokenUrl)}`)
+    yield* progress(`requesting a token for ${name} from ${Scrub.url(tokens.tokenUrl)} with ${method}`)
     const accessToken = yield* tokens.get
     const now = yield* Clock.currentTimeMillis
+    const scopes = Secrets.line(accessToken.scopes.join(" "), 1_000)
+    if (json) {
+      const seconds = Math.round((accessToken.expiresAt - now) / 1000)
+      const date = new Date(accessToken.expiresAt)
+      return yield* Console.log(JSON.stringify(
+        {
+          provider: name,
+          token_url: Scrub.url(tokens.tokenUrl),
+          auth_method: method,
+          token_type: Secrets.line(accessToken.tokenType),
+          scopes: scopes === "" ? [] : scopes.split(" "),
+          expires_at: Number.isNaN(date.getTime()) ? null : date.toISOString(),
+          expires_in: Number.isFinite(seconds) ? seconds : null,
+          access_token: showToken ? Redacted.value(accessToken.token) : null
+        },
+        null,
+        2
+      ))
+    }
     yield* Console.log(`provider:     ${name}`)
     yield* Console.log(`token_url:    ${Scrub.url(tokens.tokenUrl)}`)
+    yield* Console.log(`auth_method:  ${method}`)
     yield* Console.log(`token_type:   ${Secrets.line(accessToken.tokenType)}`)
-    yield* Console.log(`scopes:       ${Secrets.line(accessToken.scopes.join(" "), 1_000) || "(none)"}`)
+    yield* Console.log(`scopes:       ${scopes || "(none)"}`)
     yield* Console.log(`expires_at:   ${expiry(accessToken.expiresAt, now)}`)
     yield* Console.log(
       `access_token: ${showToken ? Redacted.value(accessToken.token) : "<redacted> (pass --show-token to print it)"}`
