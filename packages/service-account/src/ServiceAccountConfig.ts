@@ -62,6 +62,17 @@ const NonNegativeSeconds = (field: string) => ConfigSchema.number(field, { min: 
 const Bool = ConfigSchema.boolean
 const withDefault = ConfigSchema.withDefault
 
+/** One of a few strings, with a message listing them. */
+const choice = <const L extends ReadonlyArray<string>>(field: string, values: L) =>
+  Schema.Literal(...values).annotations({
+    message: (issue) => ({
+      message: `${field} must be ${
+        values.length === 2 ? `${values[0]} or ${values[1]}` : `one of ${values.join(", ")}`
+      }, got ${JSON.stringify(issue.actual)}`,
+      override: true
+    })
+  })
+
 const ScopeToken = Schema.String.pipe(
   Schema.filter((s) => /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(s), {
     message: (issue) =>
@@ -324,23 +335,13 @@ const fields = {
     "Seconds before token expiry to refresh, clamped to half the token lifetime"
   ),
   auth_method: withDefault(
-    Schema.Literal(...AUTH_METHODS).annotations({
-      message: (issue) => ({
-        message: `auth_method must be one of ${AUTH_METHODS.join(", ")}, got ${JSON.stringify(issue.actual)}`,
-        override: true
-      })
-    }),
+    choice("auth_method", AUTH_METHODS),
     "client_secret_basic",
     "How the client authenticates to the token endpoint: a client secret (RFC 6749 §2.3.1, or as an HS256 JWT), a " +
       "JWT assertion (RFC 7523, private_key or client_assertion) or a TLS client certificate (RFC 8705)"
   ),
   grant_type: withDefault(
-    Schema.Literal("client_credentials", "jwt_bearer").annotations({
-      message: (issue) => ({
-        message: `grant_type must be client_credentials or jwt_bearer, got ${JSON.stringify(issue.actual)}`,
-        override: true
-      })
-    }),
+    choice("grant_type", ["client_credentials", "jwt_bearer"] as const),
     "client_credentials",
     "client_credentials (RFC 6749 §4.4), or jwt_bearer (RFC 7523 §2.1, workload identity): the assertion is the " +
       "grant and no client authentication is sent"
@@ -358,14 +359,7 @@ const fields = {
     description: "private_key_jwt: the JWS kid header (default: the JWK's kid, if any)"
   }),
   signing_algorithm: Schema.optional(
-    Schema.Literal(...SIGNING_ALGORITHMS).annotations({
-      message: (issue) => ({
-        message: `signing_algorithm must be one of ${SIGNING_ALGORITHMS.join(", ")}, got ${
-          JSON.stringify(issue.actual)
-        }`,
-        override: true
-      })
-    })
+    choice("signing_algorithm", SIGNING_ALGORITHMS)
   ).annotations({
     description: "private_key_jwt: RS256 (default for RSA keys), PS256, ES256 (default for P-256 keys) or EdDSA " +
       "(Ed25519)"
@@ -380,12 +374,7 @@ const fields = {
     "Lifetime of each signed client assertion (exp - iat); a new assertion is signed for every request"
   ),
   assertion_audience: withDefault(
-    Schema.Literal("token_endpoint", "issuer").annotations({
-      message: (issue) => ({
-        message: `assertion_audience must be token_endpoint or issuer, got ${JSON.stringify(issue.actual)}`,
-        override: true
-      })
-    }),
+    choice("assertion_audience", ["token_endpoint", "issuer"] as const),
     "token_endpoint",
     "The aud claim of signed assertions: the token endpoint URL, or the issuer (needs issuer)"
   ),

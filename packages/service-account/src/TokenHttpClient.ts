@@ -41,7 +41,7 @@ export interface TlsOptions {
   readonly proxy?: Redacted.Redacted<string> | string | false | undefined
 }
 
-const readPem = (path: string, key: string): Effect.Effect<string, ConfigurationError> =>
+const readFile = (path: string, key: string, what: string): Effect.Effect<string, ConfigurationError> =>
   Effect.try({
     try: () => Fs.readFileSync(path, "utf8"),
     catch: (cause) =>
@@ -51,11 +51,14 @@ const readPem = (path: string, key: string): Effect.Effect<string, Configuration
             path: key,
             message: `cannot read ${path} (${
               (cause as NodeJS.ErrnoException).code ?? "error"
-            }): give the path of a PEM CA bundle`
+            }): give the path of ${what}`
           })
         ]
       })
-  }).pipe(
+  })
+
+const readPem = (path: string, key: string): Effect.Effect<string, ConfigurationError> =>
+  readFile(path, key, "a PEM CA bundle").pipe(
     Effect.filterOrFail(
       (pem) => pem.includes("-----BEGIN CERTIFICATE-----"),
       () =>
@@ -84,22 +87,6 @@ export const trustedCertificates = (
       const fromEnv = extra ? [yield* readPem(extra, "NODE_EXTRA_CA_CERTS")] : []
       return [...Tls.rootCertificates, ...fromEnv, yield* readPem(options.caFile!, "ca_file")]
     })
-
-const readFile = (path: string, key: string, what: string): Effect.Effect<string, ConfigurationError> =>
-  Effect.try({
-    try: () => Fs.readFileSync(path, "utf8"),
-    catch: (cause) =>
-      new ConfigurationError({
-        issues: [
-          new ConfigIssue({
-            path: key,
-            message: `cannot read ${path} (${
-              (cause as NodeJS.ErrnoException).code ?? "error"
-            }): give the path of ${what}`
-          })
-        ]
-      })
-  })
 
 /**
  * The TLS options of a connection (what undici's `connect` and `requestTls` take).

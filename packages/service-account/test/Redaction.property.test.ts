@@ -1,10 +1,23 @@
+import type * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import * as ServiceAccountError from "@mcp-auth/service-account/ServiceAccountError"
 import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import { FakeHttpClient as FakeTokenEndpoint } from "@mcp-auth/testing"
-import { Cause, Effect, Exit, FastCheck as fc, HashMap, List, Logger, Redacted, Schema, TestClock } from "effect"
+import {
+  Cause,
+  Effect,
+  Exit,
+  FastCheck as fc,
+  HashMap,
+  type Layer,
+  List,
+  Logger,
+  Redacted,
+  Schema,
+  TestClock
+} from "effect"
 import * as util from "node:util"
 import { keys } from "./utils/keys.js"
 
@@ -60,17 +73,34 @@ const errorPaths = (token: string, secret: string): ReadonlyArray<FakeTokenEndpo
   { fail: "SELF_SIGNED_CERT_IN_CHAIN", message: `self-signed certificate in certificate chain ${secret}` }
 ]
 
+/** One fetch by a fresh provider over `client`, with every log line it wrote (message, spans and annotations). */
+const fetchWithLogs = (
+  config: ServiceAccountConfig.ServiceAccountConfig,
+  client: Layer.Layer<HttpClient.HttpClient>
+) =>
+  Effect.gen(function*() {
+    const lines: Array<string> = []
+    const capture = Logger.make((options) => {
+      lines.push(Logger.logfmtLogger.log(options))
+      lines.push(util.inspect(List.toArray(options.spans)) + util.inspect(HashMap.toValues(options.annotations)))
+    })
+    const exit = yield* Effect.scoped(
+      Effect.flatMap(TokenProvider.make(config, { name: "leak-check" }), (p) => p.get)
+    ).pipe(
+      Effect.provide(client),
+      Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+      Logger.withMinimumLogLevel("All" as any),
+      Effect.exit
+    )
+    return { exit, lines }
+  })
+
 describe("secrets never leak from errors or logs (property)", () => {
   it.effect.prop(
     "no rendering of any token error, nor any log line, holds the secret, the token or the Basic credential",
     [secretArb, secretArb, fc.nat({ max: errorPaths("", "").length - 1 })],
     ([secret, token, path]) =>
       Effect.gen(function*() {
-        const lines: Array<string> = []
-        const capture = Logger.make((options) => {
-          lines.push(Logger.logfmtLogger.log(options))
-          lines.push(util.inspect(List.toArray(options.spans)) + util.inspect(HashMap.toValues(options.annotations)))
-        })
         const config = ServiceAccountConfig.decodeSync({
           client_id: "svc-client",
           client_secret: secret,
@@ -78,14 +108,7 @@ describe("secrets never leak from errors or logs (property)", () => {
           retry: { max_attempts: 1 }
         })
         const fake = yield* FakeTokenEndpoint.make(() => Effect.succeed(errorPaths(token, secret)[path]!))
-        const exit = yield* Effect.scoped(
-          Effect.flatMap(TokenProvider.make(config, { name: "leak-check" }), (p) => p.get)
-        ).pipe(
-          Effect.provide(fake.layer),
-          Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
-          Logger.withMinimumLogLevel("All" as any),
-          Effect.exit
-        )
+        const { exit, lines } = yield* fetchWithLogs(config, fake.layer)
         expect(Exit.isFailure(exit)).toBe(true)
         if (Exit.isSuccess(exit)) return
         const error = Cause.squash(exit.cause)
@@ -156,11 +179,6 @@ describe("keys, assertions, passphrases and proxy credentials never leak (proper
     ],
     ([secret, assertion, variant, path]) =>
       Effect.gen(function*() {
-        const lines: Array<string> = []
-        const capture = Logger.make((options) => {
-          lines.push(Logger.logfmtLogger.log(options))
-          lines.push(util.inspect(List.toArray(options.spans)) + util.inspect(HashMap.toValues(options.annotations)))
-        })
         const config = ServiceAccountConfig.decodeSync(credentialConfigs(secret, assertion)[variant])
         const sent: Array<string> = []
         const fake = yield* FakeTokenEndpoint.make((_, request) => {
@@ -169,14 +187,7 @@ describe("keys, assertions, passphrases and proxy credentials never leak (proper
           const echo = `${carried} ${secret} ${Redacted.value(config.proxyUrl!)}`
           return Effect.succeed(errorPaths(echo, echo)[path]!)
         })
-        const exit = yield* Effect.scoped(
-          Effect.flatMap(TokenProvider.make(config, { name: "leak-check" }), (p) => p.get)
-        ).pipe(
-          Effect.provide(fake.layer),
-          Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
-          Logger.withMinimumLogLevel("All" as any),
-          Effect.exit
-        )
+        const { exit, lines } = yield* fetchWithLogs(config, fake.layer)
         expect(Exit.isFailure(exit)).toBe(true)
         if (Exit.isSuccess(exit)) return
         const error = Cause.squash(exit.cause)
