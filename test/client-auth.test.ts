@@ -96,11 +96,15 @@ describe("every client authentication method against oidc-provider", () => {
       https: pki.server,
       requestClientCertificate: true,
       clientCa: pki.ca,
-      trustedAssertionIssuers: [{
-        issuer: "https://kubernetes.default.svc",
-        jwks: { keys: [jwkOf(platform.publicKey, "ES256", "cluster-1") as jose.JWK] }
-      }],
-      workloads: { "system:serviceaccount:jobs:reports": "svc-workload" },
+      trustedAssertionIssuers: [
+        {
+          issuer: "https://kubernetes.default.svc",
+          jwks: { keys: [jwkOf(platform.publicKey, "ES256", "cluster-1") as jose.JWK] }
+        },
+        // a workload that signs its own assertions (iss = sub = its client id)
+        { issuer: "reports-signer", jwks: { keys: [jwkOf(keys.ES256.publicKey, "ES256", "signer-1") as jose.JWK] } }
+      ],
+      workloads: { "system:serviceaccount:jobs:reports": "svc-workload", "reports-signer": "svc-workload" },
       clients: [
         {
           clientId: "svc-hs256",
@@ -278,9 +282,29 @@ describe("every client authentication method against oidc-provider", () => {
       expect(wrong.message).toContain("trust its issuer for the jwt-bearer grant")
     })))
 
-  it.live("jwt_bearer signed with the client's own key, and client_assertion.token", () =>
+  it.live("jwt_bearer signed with the client's own key, and from client_assertion.token; wrong keys refused", () =>
     Effect.scoped(Effect.gen(function*() {
       const { as, common } = yield* setup
+      const signed = {
+        ...common,
+        client_id: "reports-signer",
+        grant_type: "jwt_bearer",
+        key_id: "signer-1",
+        private_key_file: write("signer.pem", pemOf(keys.ES256.privateKey))
+      }
+      const own = yield* fetchToken(signed)
+      expect(claimsOf(own).client_id).toBe("svc-workload")
+      const assertion = as.assertions.at(-1)!
+      expect(assertion.parameter).toBe("assertion")
+      expect([assertion.claims.iss, assertion.claims.sub, assertion.claims.aud]).toEqual([
+        "reports-signer",
+        "reports-signer",
+        as.tokenUrl
+      ])
+      const wrongKey = yield* Effect.flip(
+        fetchToken({ ...signed, private_key_file: write("not-signer.pem", pemOf(keyPair("ES256").privateKey)) })
+      )
+      expect(wrongKey._tag).toBe("InvalidCredentialsError")
       const token = yield* Effect.promise(() => platformToken(platform.privateKey, as.tokenUrl))
       const viaToken = yield* fetchToken({
         ...common,
@@ -289,6 +313,15 @@ describe("every client authentication method against oidc-provider", () => {
         client_assertion: { token }
       })
       expect(claimsOf(viaToken).client_id).toBe("svc-workload")
+      // a platform token for another audience
+      const elsewhere = yield* Effect.promise(() => platformToken(platform.privateKey, "https://elsewhere.example"))
+      const wrongAudience = yield* Effect.flip(fetchToken({
+        ...common,
+        client_id: "reports-workload",
+        grant_type: "jwt_bearer",
+        client_assertion: { token: elsewhere }
+      }))
+      expect(wrongAudience._tag).toBe("InvalidCredentialsError")
     })))
 
   it.live("two assertions never share a jti: 30 requests across every signed method", () =>
@@ -451,6 +484,21 @@ describe("proxies", () => {
       )
       expect(error._tag).toBe("NetworkError")
       expect(JSON.stringify(error) + error.message).not.toMatch(/wrong-pass|proxy-p/)
+    })))
+
+  it.live("proxy variables are checked: host:port works, a malformed one is a ConfigurationError quoting nothing", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { as, hostOf, input } = yield* https
+      const proxy = yield* TestProxy.make()
+      yield* withEnv({ HTTPS_PROXY: hostOf(proxy.url) }, fetchToken(input))
+      expect(proxy.connectTargets).toEqual([hostOf(as.tokenUrl)])
+      const error = yield* withEnv(
+        { HTTPS_PROXY: "socks5://user:SECRET-PROXY-PW@proxy.internal:1080" },
+        Effect.flip(fetchToken(input))
+      )
+      expect(error._tag).toBe("ConfigurationError")
+      expect(error.message).toContain("HTTPS_PROXY must be an http:// or https:// proxy URL")
+      expect(error.message + JSON.stringify(error)).not.toContain("SECRET-PROXY-PW")
     })))
 
   it.live("HTTPS_PROXY is honoured, NO_PROXY exceptions go direct", () =>

@@ -103,13 +103,13 @@ export const authenticate = (
 export const check = (config: ServiceAccountConfig): Effect.Effect<void, ConfigurationError> =>
   Effect.mapError(
     ClientAuth.check(config),
-    (error) =>
+    (errors) =>
       new ConfigurationError({
-        issues: [
+        issues: errors.map((error) =>
           new ConfigIssue({
             path: error.field,
             message: `${error.field}${error.file === undefined ? "" : ` (${error.file})`} ${error.reason}`
           })
-        ]
+        )
       })
   )

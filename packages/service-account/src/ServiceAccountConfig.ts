@@ -897,6 +897,16 @@ const credentialIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pr
     const sources = ["file", "token", "function"].filter((key) =>
       assertion[key] !== undefined && assertion[key] !== null
     )
+    if (sources.length === 1 && sources[0] !== "function") {
+      for (const key of ["kwargs", "timeout_seconds"]) {
+        if (assertion[key] !== undefined && assertion[key] !== null) {
+          issues.push({
+            path: `client_assertion.${key}`,
+            message: `client_assertion.${key} applies to client_assertion.function only: remove it`
+          })
+        }
+      }
+    }
     if (sources.length !== 1) {
       issues.push({
         path: "client_assertion",

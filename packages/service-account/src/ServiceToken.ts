@@ -19,7 +19,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
-import { isHeaderName, isHeaderValue, reservedHeaderReason, scrub } from "./internal/text.js"
+import { isHeaderName, isHeaderValue, redactJwts, reservedHeaderReason, scrub } from "./internal/text.js"
 import * as Metrics from "./Metrics.js"
 import type { RequestContext } from "./RequestContext.js"
 import {
@@ -197,7 +197,9 @@ export const layerStatic = (
 
 const describe = (cause: unknown): string =>
   scrub(
-    cause instanceof Error ? `${cause.name === "Error" ? "" : `${cause.name}: `}${cause.message}` : String(cause),
+    redactJwts(
+      cause instanceof Error ? `${cause.name === "Error" ? "" : `${cause.name}: `}${cause.message}` : String(cause)
+    ),
     []
   )
 

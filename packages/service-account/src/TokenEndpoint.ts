@@ -77,7 +77,7 @@ export const request = (
     const timeout = options?.timeout === undefined
       ? Duration.seconds(config.timeoutSeconds)
       : Duration.decode(options.timeout)
-    const send = (auth: ClientAuth.Material) =>
+    const send = (auth: ClientAuth.Material, budget: Duration.Duration) =>
       Effect.gen(function*() {
         const issuedAt = yield* Clock.currentTimeMillis
         const secrets = internal.secretsOf(config, options?.knownTokens, auth.secrets)
@@ -85,7 +85,7 @@ export const request = (
           Effect.flatMap((response) => internal.readBody(response)),
           Effect.mapError((error) => internal.fromHttpClientError(config, error, secrets)),
           Effect.timeoutFail({
-            duration: timeout,
+            duration: budget,
             onTimeout: () => new TokenTimeoutError({ tokenUrl: displayUrl(config.tokenUrl), timeout })
           })
         )
@@ -96,16 +96,19 @@ export const request = (
       (now) => ClientAuth.authenticate(config, now, options?.loadFunction)
     )
     const auth = yield* authenticate
-    let parsed = yield* send(auth)
+    // one timeout for the exchange, a re-send included
+    const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(timeout)
+    let parsed = yield* send(auth, timeout)
     // a credential file replaced while the request was under way (a rotated secret): read it again and send once more
     // before the failure is reported, so that the rotation costs one request instead of a cool-down
     if (Either.isLeft(parsed) && parsed.left._tag === "InvalidCredentialsError" && auth.files.length > 0) {
       const again = yield* Effect.either(authenticate)
-      if (Either.isRight(again) && !ClientAuth.sameFiles(again.right, auth)) {
+      const left = deadline - (yield* Clock.currentTimeMillis)
+      if (Either.isRight(again) && !ClientAuth.sameFiles(again.right, auth) && left > 0) {
         yield* Effect.logDebug("Credential file changed; sending the token request again with it").pipe(
           Effect.annotateLogs({ token_url: displayUrl(config.tokenUrl) })
         )
-        parsed = yield* send(again.right)
+        parsed = yield* send(again.right, Duration.millis(left))
       }
     }
     if (Either.isRight(parsed) && parsed.right.clampedFrom !== undefined) {

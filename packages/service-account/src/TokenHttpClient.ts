@@ -39,7 +39,42 @@ export interface TlsOptions {
    * made; `false` connects directly whatever the environment says.
    */
   readonly proxy?: Redacted.Redacted<string> | string | false | undefined
+  /**
+   * The proxy variables to honour when `proxy` is `undefined` (see {@link proxyEnvironment}); default: as they are
+   * when the dispatcher is made. {@link optionsFromConfig} takes them when it is called.
+   */
+  readonly environment?: ProxyEnvironment | undefined
 }
+
+/**
+ * The proxy variables, read once: `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`, the lower-case spelling first (as curl
+ * and undici read them).
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface ProxyEnvironment {
+  readonly httpsProxy?: string | undefined
+  readonly httpProxy?: string | undefined
+  readonly noProxy?: string | undefined
+}
+
+const variable = (env: NodeJS.ProcessEnv, name: string): string | undefined => {
+  const value = (env[name.toLowerCase()] ?? env[name])?.trim()
+  return value === undefined || value.length === 0 ? undefined : value
+}
+
+/**
+ * The proxy variables as they are now.
+ *
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const proxyEnvironment = (env: NodeJS.ProcessEnv = process.env): ProxyEnvironment => ({
+  httpsProxy: variable(env, "HTTPS_PROXY"),
+  httpProxy: variable(env, "HTTP_PROXY"),
+  noProxy: variable(env, "NO_PROXY")
+})
 
 const readFile = (path: string, key: string, what: string): Effect.Effect<string, ConfigurationError> =>
   Effect.try({
@@ -100,17 +135,6 @@ export interface ConnectOptions {
   readonly key?: string
   readonly passphrase?: string
 }
-
-const PROXY_VARIABLES = ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"] as const
-
-/**
- * Whether the environment names a proxy (`HTTPS_PROXY` / `HTTP_PROXY`, either case).
- *
- * @since 0.3.0
- * @category Guards
- */
-export const proxyFromEnvironment = (env: NodeJS.ProcessEnv = process.env): boolean =>
-  PROXY_VARIABLES.some((name) => (env[name] ?? "").trim().length > 0)
 
 /**
  * The TLS options of a connection: trusted roots and the client certificate (checked: both files readable, the key
@@ -196,20 +220,65 @@ export const makeDispatcher = (
 ): Effect.Effect<Undici.Dispatcher, ConfigurationError, Scope.Scope> =>
   Effect.flatMap(connectOptions(options), (tls) =>
     Effect.acquireRelease(
-      Effect.sync((): Undici.Dispatcher => {
+      Effect.suspend((): Effect.Effect<Undici.Dispatcher, ConfigurationError> => {
         const connect = Object.keys(tls).length === 0 ? undefined : tls
+        const through = connect === undefined ? {} : {
+          // to the server, through the tunnel; and the proxy's own TLS, for an https:// proxy of the internal CA
+          requestTls: connect,
+          ...(connect.ca === undefined ? {} : { proxyTls: { ca: connect.ca } })
+        }
         const proxy = options.proxy
         if (proxy !== undefined && proxy !== false) {
-          const uri = typeof proxy === "string" ? proxy : Redacted.value(proxy)
-          return new Undici.ProxyAgent({ uri, ...(connect === undefined ? {} : { requestTls: connect }) })
+          const uri = proxyUrl("proxy_url", typeof proxy === "string" ? proxy : Redacted.value(proxy))
+          return Effect.map(uri, (uri) => new Undici.ProxyAgent({ uri, ...through }))
         }
-        if (proxy === undefined && proxyFromEnvironment()) {
-          return new Undici.EnvHttpProxyAgent(connect === undefined ? {} : { connect, requestTls: connect })
+        const env = proxy === false ? {} : options.environment ?? proxyEnvironment()
+        if (env.httpsProxy === undefined && env.httpProxy === undefined) {
+          return Effect.succeed(connect === undefined ? new Undici.Agent() : new Undici.Agent({ connect }))
         }
-        return connect === undefined ? new Undici.Agent() : new Undici.Agent({ connect })
+        return Effect.map(
+          Effect.all({
+            httpsProxy: env.httpsProxy === undefined ? Effect.succeed("") : proxyUrl("HTTPS_PROXY", env.httpsProxy),
+            httpProxy: env.httpProxy === undefined ? Effect.succeed("") : proxyUrl("HTTP_PROXY", env.httpProxy)
+          }),
+          // every value given, even empty: undici then reads no variable itself, neither now nor per request
+          (urls) =>
+            new Undici.EnvHttpProxyAgent({
+              ...urls,
+              noProxy: env.noProxy ?? "",
+              ...(connect === undefined ? {} : { connect }),
+              ...through
+            })
+        )
       }),
       (agent) => Effect.promise(() => agent.destroy())
     ))
+
+/**
+ * A proxy URL as undici takes it: `host:port` gets `http://` (as curl reads it); anything but http(s) is refused
+ * with a message that never quotes the value (it may hold the proxy's password).
+ */
+const proxyUrl = (name: string, value: string): Effect.Effect<string, ConfigurationError> => {
+  const uri = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`
+  let url: URL | undefined
+  try {
+    url = new URL(uri)
+  } catch {
+    // not quoted below
+  }
+  return url !== undefined && (url.protocol === "http:" || url.protocol === "https:") && url.hostname.length > 0
+    ? Effect.succeed(uri)
+    : Effect.fail(
+      new ConfigurationError({
+        issues: [
+          new ConfigIssue({
+            path: name,
+            message: `${name} must be an http:// or https:// proxy URL, e.g. http://user:password@proxy.internal:3128`
+          })
+        ]
+      })
+    )
+}
 
 /**
  * @since 0.1.0
@@ -232,7 +301,7 @@ export const layerFromConfig = (config: ServiceAccountConfig): Layer.Layer<HttpC
 /**
  * The connection options a provider's configuration names: `ca_file`, the TLS client certificate
  * (`tls_client_certificate_file`, `tls_client_key_file`, `tls_client_key_passphrase`) and `proxy_url` (else the proxy
- * variables). The MCP connection uses the same certificate and proxy (see the client package's `TrustedFetch`).
+ * variables, read now). The MCP connection uses the same certificate and proxy (see the client package's `TrustedFetch`).
  *
  * @since 0.3.0
  * @category Constructors
@@ -240,5 +309,6 @@ export const layerFromConfig = (config: ServiceAccountConfig): Layer.Layer<HttpC
 export const optionsFromConfig = (config: ServiceAccountConfig): TlsOptions => ({
   caFile: config.caFile,
   clientCertificate: config.tlsClientCertificate,
-  proxy: config.proxyUrl
+  proxy: config.proxyUrl,
+  environment: config.proxyUrl === undefined ? proxyEnvironment() : undefined
 })

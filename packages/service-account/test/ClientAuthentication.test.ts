@@ -64,6 +64,9 @@ describe("configuration: exactly one credential source per method, each problem 
       "key_id: key_id applies to an assertion signed with private_key or private_key_file: remove it",
       "client_assertion: client_assertion takes one of file, token or function, not file and token"
     ])
+    expect(issuesOf({ ...method, client_assertion: { token: "a.b.c", kwargs: { a: 1 } } })).toEqual([
+      "client_assertion.kwargs: client_assertion.kwargs applies to client_assertion.function only: remove it"
+    ])
     expect(issuesOf({ ...method, client_assertion: {} })).toEqual([
       "client_assertion: client_assertion needs one of file, token or function"
     ])
@@ -126,6 +129,13 @@ describe("configuration: exactly one credential source per method, each problem 
     }) as string
     expect(issuesOf({ ...method, private_key: small })).toEqual([
       "private_key: private_key is a 1024-bit RSA key: use at least 2048 bits"
+    ])
+    const pss = Crypto.generateKeyPairSync("rsa-pss", { modulusLength: 2048 }).privateKey.export({
+      type: "pkcs8",
+      format: "pem"
+    }) as string
+    expect(issuesOf({ ...method, private_key: pss, signing_algorithm: "PS256" })).toEqual([
+      "signing_algorithm: private_key is an RSA-PSS key (id-RSASSA-PSS): give a plain RSA key, which signs PS256 too"
     ])
     expect(issuesOf({ ...method, private_key: keys().ES256.privatePem, assertion_audience: "issuer" })).toEqual([
       "issuer: assertion_audience: issuer needs issuer (the authorization server's issuer URL)"
@@ -304,13 +314,16 @@ describe("signed assertions (RFC 7523 §2.2)", () => {
           auth_method: "private_key_jwt",
           client_assertion: {
             function: () => {
-              throw new TypeError("OIDC request failed\u001b[31m")
-            }
+              throw new TypeError(
+                "OIDC request failed\u001b[31m: eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvIn0.c2lnbmF0dXJl for request-token-abc123"
+              )
+            },
+            kwargs: { requestToken: "request-token-abc123" }
           }
         })
       ))
       // control sequences are removed from what a function says
-      expect(thrown.reason).toBe("threw TypeError: OIDC request failed")
+      expect(thrown.reason).toBe("threw TypeError: OIDC request failed: <jwt> for <redacted>")
       const named = ServiceAccountConfig.decodeSync({
         ...base,
         auth_method: "private_key_jwt",
@@ -393,6 +406,12 @@ describe("files are read for every request", () => {
         "nor a JWK (JSON)"
       ])
       expect(error.message).not.toContain("a secret")
+      // every problem at once: a bad key and a missing TLS certificate
+      const both = yield* Effect.flip(ClientAuthentication.check({
+        ...config,
+        tlsClientCertificate: { certificateFile: `${path}.missing`, keyFile: path }
+      }))
+      expect(both.issues.map((i) => i.path)).toEqual(["private_key_file", "tls_client_certificate_file"])
       expect(ClientAuthentication.describe(config)).toBe(`private_key_jwt (private_key_file ${path})`)
     }))
 })

@@ -163,7 +163,17 @@ const credentialConfigs = (secret: string, assertion: string) => {
     { ...common, auth_method: "client_secret_jwt", client_secret: secret },
     { ...common, auth_method: "private_key_jwt", client_assertion: { token: assertion } },
     { ...common, grant_type: "jwt_bearer", client_assertion: { token: assertion } },
-    { ...common, grant_type: "jwt_bearer", private_key: keys().RS256.privatePem }
+    { ...common, grant_type: "jwt_bearer", private_key: keys().RS256.privatePem },
+    // a workload-identity function whose failure quotes what it had (an OIDC response, the proxy password)
+    {
+      ...common,
+      grant_type: "jwt_bearer",
+      client_assertion: {
+        function: () => {
+          throw new Error(`OIDC request failed: ${assertion} via ${common.proxy_url} (${secret})`)
+        }
+      }
+    }
   ]
 }
 
@@ -174,7 +184,7 @@ describe("keys, assertions, passphrases and proxy credentials never leak (proper
       secretArb,
       fc.tuple(fc.base64String({ minLength: 16, maxLength: 40 }), fc.base64String({ minLength: 16, maxLength: 40 }))
         .map(([a, b]) => `eyJ${a.replace(/[+/=]/g, "x")}.eyJ${b.replace(/[+/=]/g, "y")}.sig`),
-      fc.nat({ max: 5 }),
+      fc.nat({ max: 6 }),
       fc.nat({ max: errorPaths("", "").length - 1 })
     ],
     ([secret, assertion, variant, path]) =>

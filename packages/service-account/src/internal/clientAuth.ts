@@ -16,7 +16,7 @@ import * as Scrub from "../Scrub.js"
 import type { ClientAssertionFunction, ServiceAccountConfig, SigningAlgorithm } from "../ServiceAccountConfig.js"
 import { ClientCredentialError } from "../ServiceAccountError.js"
 import type { FunctionLoader } from "../ServiceToken.js"
-import { displayUrl } from "./text.js"
+import { displayUrl, redactJwts } from "./text.js"
 
 /** `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` (RFC 7523 §2.2). @internal */
 export const ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -109,18 +109,19 @@ export const algorithmFor = (
   const details = key.asymmetricKeyDetails ?? {}
   const allowed: ReadonlyArray<SigningAlgorithm> = type === "rsa"
     ? ["RS256", "PS256"]
-    : type === "rsa-pss"
-    ? ["PS256"]
     : type === "ec" && details.namedCurve === "prime256v1"
     ? ["ES256"]
     : type === "ed25519"
     ? ["EdDSA"]
     : []
+  if (type === "rsa-pss") {
+    return Either.left("is an RSA-PSS key (id-RSASSA-PSS): give a plain RSA key, which signs PS256 too")
+  }
   if (allowed.length === 0) {
     const what = type === "ec" ? `an EC key on ${details.namedCurve ?? "an unknown curve"}` : `a ${type ?? "?"} key`
     return Either.left(`is ${what}: use an RSA (RS256, PS256), P-256 (ES256) or Ed25519 (EdDSA) key`)
   }
-  if ((type === "rsa" || type === "rsa-pss") && (details.modulusLength ?? 0) < 2048) {
+  if (type === "rsa" && (details.modulusLength ?? 0) < 2048) {
     return Either.left(`is a ${details.modulusLength}-bit RSA key: use at least 2048 bits`)
   }
   if (wanted === undefined) return Either.right(allowed[0]!)
@@ -222,25 +223,42 @@ const audienceOf = (config: ServiceAccountConfig): string =>
 /** `jose`, loaded on first use: most processes never sign, and the CLI starts faster without it. */
 let joseModule: Promise<typeof Jose> | undefined
 
-/** Signs an RFC 7523 assertion: iss = sub = client id, aud, a fresh jti, iat, exp. */
+/**
+ * Signs an RFC 7523 assertion: iss = sub = client id, aud, a fresh jti, iat, exp. A key jose refuses is a
+ * `ClientCredentialError` naming `field` (never a defect).
+ */
 const sign = (
   config: ServiceAccountConfig,
+  field: string,
   key: Crypto.KeyObject | Uint8Array,
   header: Jose.JWTHeaderParameters,
   nowMillis: number
-): Effect.Effect<string> =>
-  Effect.promise(async () => {
-    const jose = await (joseModule ??= import("jose"))
-    const now = Math.floor(nowMillis / 1000)
-    return new jose.SignJWT({})
-      .setProtectedHeader(header)
-      .setIssuer(config.clientId)
-      .setSubject(config.clientId)
-      .setAudience(audienceOf(config))
-      .setJti(Crypto.randomUUID())
-      .setIssuedAt(now)
-      .setExpirationTime(now + config.assertionLifetimeSeconds)
-      .sign(key)
+): Effect.Effect<string, ClientCredentialError> =>
+  Effect.tryPromise({
+    catch: (cause) =>
+      credentialError(
+        config,
+        field,
+        field === "private_key_file"
+          ? config.privateKeyFile
+          : field === "client_secret_file"
+          ? config.clientSecretFile
+          : undefined,
+        `cannot sign ${header.alg} with this key (${cause instanceof Error ? cause.name : "error"})`
+      ),
+    try: async () => {
+      const jose = await (joseModule ??= import("jose"))
+      const now = Math.floor(nowMillis / 1000)
+      return new jose.SignJWT({})
+        .setProtectedHeader(header)
+        .setIssuer(config.clientId)
+        .setSubject(config.clientId)
+        .setAudience(audienceOf(config))
+        .setJti(Crypto.randomUUID())
+        .setIssuedAt(now)
+        .setExpirationTime(now + config.assertionLifetimeSeconds)
+        .sign(key)
+    }
   })
 
 /**
@@ -285,7 +303,7 @@ const signingKey = (
   config: ServiceAccountConfig,
   files: Array<string>
 ): Effect.Effect<
-  { readonly key: Crypto.KeyObject; readonly header: Jose.JWTHeaderParameters },
+  { readonly key: Crypto.KeyObject; readonly header: Jose.JWTHeaderParameters; readonly field: string },
   ClientCredentialError
 > =>
   Effect.gen(function*() {
@@ -313,7 +331,7 @@ const signingKey = (
       }
       header["x5t#S256"] = x5t.right
     }
-    return { key: parsed.right.key, header }
+    return { key: parsed.right.key, header, field }
   })
 
 /** The workload's own JWT: from its file, its variable or its function. */
@@ -343,6 +361,15 @@ const externalAssertion = (
   }
 }
 
+/** What an assertion function's error must not repeat: the configuration's secrets and its string kwargs. */
+const functionSecrets = (
+  config: ServiceAccountConfig,
+  source: { readonly kwargs: Readonly<Record<string, unknown>> }
+): Array<string> => [
+  ...connectionSecrets(config),
+  ...Object.values(source.kwargs).filter((v): v is string => typeof v === "string" && v.length >= 8)
+]
+
 const callAssertionFunction = (
   config: ServiceAccountConfig,
   source: Extract<NonNullable<ServiceAccountConfig["clientAssertion"]>, { _tag: "Function" }>,
@@ -366,7 +393,7 @@ const callAssertionFunction = (
         catch: (cause) =>
           fail(`threw ${
             cause instanceof Error
-              ? `${cause.name}: ${Scrub.text(cause.message, [], { max: 200 })}`
+              ? `${cause.name}: ${Scrub.text(redactJwts(cause.message), functionSecrets(config, source), { max: 200 })}`
               : "a non-Error value"
           }`)
       })
@@ -400,7 +427,8 @@ export const authenticate = (
     if (config.grantType === "jwt_bearer") {
       const assertion = config.clientAssertion !== undefined
         ? yield* externalAssertion(config, files, loadFunction)
-        : yield* Effect.flatMap(signingKey(config, files), ({ header, key }) => sign(config, key, header, nowMillis))
+        : yield* Effect.flatMap(signingKey(config, files), ({ field, header, key }) =>
+          sign(config, field, key, header, nowMillis))
       secrets.push(assertion)
       params.push(["assertion", assertion])
       return { params, secrets, files }
@@ -422,6 +450,7 @@ export const authenticate = (
         const secret = yield* clientSecret(config, files)
         const assertion = yield* sign(
           config,
+          config.clientSecret !== undefined ? "client_secret" : "client_secret_file",
           new TextEncoder().encode(Redacted.value(secret)),
           { alg: "HS256", typ: "JWT" },
           nowMillis
@@ -436,7 +465,8 @@ export const authenticate = (
       case "private_key_jwt": {
         const assertion = config.clientAssertion !== undefined
           ? yield* externalAssertion(config, files, loadFunction)
-          : yield* Effect.flatMap(signingKey(config, files), ({ header, key }) => sign(config, key, header, nowMillis))
+          : yield* Effect.flatMap(signingKey(config, files), ({ field, header, key }) =>
+            sign(config, field, key, header, nowMillis))
         secrets.push(assertion)
         params.push(["client_id", config.clientId], ["client_assertion_type", ASSERTION_TYPE], [
           "client_assertion",
@@ -488,47 +518,55 @@ export const connectionSecrets = (config: ServiceAccountConfig): Array<string> =
 
 /**
  * Reads and checks every file and inline key the configuration names, once, as the first token request would (used
- * at start-up so a wrong path or a malformed key is reported before any work).
+ * at start-up so a wrong path or a malformed key is reported before any work), reporting every problem.
  *
  * @internal
  */
 export const check = (
   config: ServiceAccountConfig
+): Effect.Effect<void, ReadonlyArray<ClientCredentialError>> => {
+  const files: Array<string> = []
+  const checks: Array<Effect.Effect<unknown, ClientCredentialError>> = []
+  if (config.clientSecretFile !== undefined) checks.push(clientSecret(config, files))
+  if (config.privateKey !== undefined || config.privateKeyFile !== undefined) checks.push(signingKey(config, files))
+  if (config.clientAssertion?._tag === "File" || config.clientAssertion?._tag === "Token") {
+    checks.push(externalAssertion(config, files, undefined))
+  }
+  const tls = config.tlsClientCertificate
+  if (tls !== undefined) checks.push(tlsPair(config, tls))
+  return Effect.flatMap(Effect.all(checks.map((c) => Effect.either(c))), (results) => {
+    const errors = results.filter(Either.isLeft).map((r) => r.left)
+    return errors.length === 0 ? Effect.void : Effect.fail(errors)
+  })
+}
+
+const tlsPair = (
+  config: ServiceAccountConfig,
+  tls: NonNullable<ServiceAccountConfig["tlsClientCertificate"]>
 ): Effect.Effect<void, ClientCredentialError> =>
   Effect.gen(function*() {
-    const files: Array<string> = []
-    if (config.clientSecretFile !== undefined) yield* clientSecret(config, files)
-    if (config.privateKey !== undefined || config.privateKeyFile !== undefined) yield* signingKey(config, files)
-    if (config.clientAssertion?._tag === "File" || config.clientAssertion?._tag === "Token") {
-      yield* externalAssertion(config, files, undefined)
+    const certificate = yield* readFile(config, "tls_client_certificate_file", tls.certificateFile)
+    const keyText = yield* readFile(config, "tls_client_key_file", tls.keyFile)
+    let key: Crypto.KeyObject
+    try {
+      key = Crypto.createPrivateKey({
+        key: keyText,
+        ...(tls.passphrase === undefined ? {} : { passphrase: Redacted.value(tls.passphrase) })
+      })
+    } catch (cause) {
+      return yield* Effect.fail(
+        credentialError(
+          config,
+          "tls_client_key_file",
+          tls.keyFile,
+          `is not a usable PEM private key (${errorCode(cause)}${
+            tls.passphrase === undefined ? "; set tls_client_key_passphrase if it is encrypted" : ""
+          })`
+        )
+      )
     }
-    const tls = config.tlsClientCertificate
-    if (tls !== undefined) {
-      const certificate = yield* readFile(config, "tls_client_certificate_file", tls.certificateFile)
-      const keyText = yield* readFile(config, "tls_client_key_file", tls.keyFile)
-      let key: Crypto.KeyObject
-      try {
-        key = Crypto.createPrivateKey({
-          key: keyText,
-          ...(tls.passphrase === undefined ? {} : { passphrase: Redacted.value(tls.passphrase) })
-        })
-      } catch (cause) {
-        return yield* Effect.fail(
-          credentialError(
-            config,
-            "tls_client_key_file",
-            tls.keyFile,
-            `is not a usable PEM private key (${errorCode(cause)}${
-              tls.passphrase === undefined ? "; set tls_client_key_passphrase if it is encrypted" : ""
-            })`
-          )
-        )
-      }
-      const x5t = thumbprint(certificate, key)
-      if (Either.isLeft(x5t)) {
-        return yield* Effect.fail(
-          credentialError(config, "tls_client_certificate_file", tls.certificateFile, x5t.left)
-        )
-      }
+    const x5t = thumbprint(certificate, key)
+    if (Either.isLeft(x5t)) {
+      return yield* Effect.fail(credentialError(config, "tls_client_certificate_file", tls.certificateFile, x5t.left))
     }
   })

@@ -50,6 +50,15 @@ export const displayUrl = (url: URL | string): string => Scrub.url(url)
 export const scrub = (text: string, secrets: ReadonlyArray<string>, max = 200): string =>
   Scrub.text(text, secrets, { max })
 
+/**
+ * Replaces JWT-shaped text (what a failed token or OIDC request a user function made may echo in its error) with
+ * `<jwt>`.
+ *
+ * @internal
+ */
+export const redactJwts = (text: string): string =>
+  text.replace(/eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g, "<jwt>")
+
 /** @internal */
 export const isLoopbackHost = (hostname: string): boolean => {
   const host = hostname.startsWith("[") ? hostname.slice(1, -1) : hostname
