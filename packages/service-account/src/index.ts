@@ -16,6 +16,13 @@ export * as AuthHeaders from "./AuthHeaders.js"
 export * as ClientAuthentication from "./ClientAuthentication.js"
 
 /**
+ * Discovery of an authorization server (RFC 8414) and of an MCP server's protected-resource metadata (RFC 9728).
+ *
+ * @since 0.3.0
+ */
+export * as Discovery from "./Discovery.js"
+
+/**
  * @since 0.1.0
  */
 export * as Metrics from "./Metrics.js"

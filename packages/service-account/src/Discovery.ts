@@ -1,0 +1,129 @@
+/**
+ * Discovery of an authorization server (RFC 8414, OpenID Connect discovery as the fallback) and of an MCP server's
+ * protected-resource metadata (RFC 9728), each document validated:
+ *
+ * - the metadata's `issuer` must equal the issuer it was fetched for (RFC 8414 §3.3), and a protected resource's
+ *   `resource` the MCP server URL (RFC 9728 §3.3);
+ * - {@link fromMcpServer} contacts only an authorization server the caller pins (`allowedIssuers`): an MCP server
+ *   naming another one gets `issuer_not_trusted`, and no request at all goes to what it named;
+ * - a token endpoint must be https (http only on a loopback host with `allowInsecureHttp`);
+ * - documents are read up to 256 KiB, each request bounded by `timeout` (10 s by default).
+ *
+ * The configuration does not use it yet (`token_url` is still required); `mcp-auth doctor` and programs that want to
+ * check an issuer's metadata can.
+ *
+ * @since 0.3.0
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as Cache from "effect/Cache"
+import type * as Effect from "effect/Effect"
+import * as internal from "./internal/discovery.js"
+
+/**
+ * A discovery step that failed: `reason` (`not_found`, `unreachable`, `invalid_metadata`, `issuer_mismatch`,
+ * `issuer_not_trusted`, `resource_mismatch`, `insecure_endpoint`), the URL, and what to configure.
+ *
+ * @since 0.3.0
+ * @category Errors
+ */
+export const DiscoveryFailure: typeof internal.DiscoveryFailure = internal.DiscoveryFailure
+
+/**
+ * @since 0.3.0
+ * @category Errors
+ */
+export type DiscoveryFailure = internal.DiscoveryFailure
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export type Reason = internal.Reason
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export type AuthorizationServerMetadata = internal.AuthorizationServerMetadata
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export type ProtectedResourceMetadata = internal.ProtectedResourceMetadata
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export type Fetched<A> = internal.Fetched<A>
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export type Options = internal.Options
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export type Discovered = internal.Discovered
+
+/**
+ * The authorization server's metadata for a pinned issuer: RFC 8414, then OpenID Connect discovery.
+ *
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const authorizationServer: (
+  issuer: string,
+  options?: Options
+) => Effect.Effect<Fetched<AuthorizationServerMetadata>, DiscoveryFailure, HttpClient.HttpClient> =
+  internal.authorizationServer
+
+/**
+ * An MCP server's protected-resource metadata, at `metadataUrl` or its well-known URL.
+ *
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const protectedResource: (
+  mcpUrl: string,
+  metadataUrl: string | undefined,
+  options?: Options
+) => Effect.Effect<Fetched<ProtectedResourceMetadata>, DiscoveryFailure, HttpClient.HttpClient> =
+  internal.protectedResource
+
+/**
+ * From an MCP server to its token endpoint, through the first authorization server `allowedIssuers` pins.
+ *
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const fromMcpServer: (
+  mcpUrl: string,
+  allowedIssuers: ReadonlyArray<string>,
+  options?: Options
+) => Effect.Effect<Discovered, DiscoveryFailure, HttpClient.HttpClient> = internal.fromMcpServer
+
+/**
+ * Authorization-server metadata by issuer, kept for each document's `Cache-Control: max-age` (default one hour).
+ *
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const makeCache: (
+  options?: Options
+) => Effect.Effect<Cache.Cache<string, AuthorizationServerMetadata, DiscoveryFailure>, never, HttpClient.HttpClient> =
+  internal.makeCache
+
+/**
+ * `resource_metadata`, `scope` and `error` of a `WWW-Authenticate: Bearer …` challenge.
+ *
+ * @since 0.3.0
+ * @category Combinators
+ */
+export const parseChallenge: (
+  header: string | undefined
+) => { readonly resourceMetadata?: string; readonly scope?: string; readonly error?: string } = internal.parseChallenge
