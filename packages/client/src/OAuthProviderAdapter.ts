@@ -30,6 +30,7 @@
  */
 import type * as AccessToken from "@mcp-auth/service-account/AccessToken"
 import * as ClientAuthentication from "@mcp-auth/service-account/ClientAuthentication"
+import * as Scrub from "@mcp-auth/service-account/Scrub"
 import type { ServiceAccountConfig } from "@mcp-auth/service-account/ServiceAccountConfig"
 import type * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
@@ -53,6 +54,24 @@ export interface Options {
   readonly clientName?: string | undefined
   /** Resolves a `client_assertion.function` given as `"<module>#<export>"` (one given as a function needs none). */
   readonly loadFunction?: ServiceToken.FunctionLoader | undefined
+}
+
+/**
+ * The `refresh_token` `tokens()` offers: not a credential (mcp-auth has none to refresh), a marker that lets hosts
+ * whose only non-interactive recovery from a 401 is a refresh (the Vercel AI SDK) ask for a new token;
+ * `addClientAuthentication` replaces that request with the configured grant, so the marker never leaves the process.
+ */
+const REFRESH_SENTINEL = "mcp-auth:client-credentials"
+
+/** The same token endpoint: origin and path (a trailing slash ignored), the query too. */
+const sameEndpoint = (url: string | URL, tokenUrl: URL): boolean => {
+  try {
+    const a = new URL(url)
+    const strip = (u: URL) => `${u.origin}${u.pathname.replace(/\/$/, "")}${u.search}`
+    return strip(a) === strip(tokenUrl)
+  } catch {
+    return false
+  }
 }
 
 const nonInteractive = (what: string) => () => {
@@ -85,6 +104,17 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
   const serverUrl = options.serverUrl === undefined ? undefined : new URL(options.serverUrl)
   const scope = config.scopes.length > 0 ? config.scopes.join(" ") : undefined
   const grantType = config.grantType === "jwt_bearer" ? ClientAuthentication.JWT_BEARER_GRANT : "client_credentials"
+  // the authorization server the client is bound to: hosts check it against what they discover (the AI SDK refuses
+  // client credentials bound to none); the MCP SDK wants it equal to discoveryState's
+  const issuer = config.issuer ?? tokenUrl.origin
+  /** Drops the token the host saw rejected, and says which grant and parameters the token request carries. */
+  const grantParams = async (params: URLSearchParams): Promise<void> => {
+    const rejected = handedOut
+    if (rejected !== undefined) await provider((p) => p.invalidate(rejected))
+    params.set("grant_type", grantType)
+    if (scope !== undefined && !params.has("scope")) params.set("scope", scope)
+    if (config.audience !== undefined) params.set("audience", config.audience)
+  }
 
   return {
     get redirectUrl() {
@@ -99,13 +129,18 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
         ...(scope !== undefined ? { scope } : {})
       }
     },
-    clientInformation: () => ({ client_id: config.clientId }),
+    clientInformation: () => ({ client_id: config.clientId, issuer }),
     tokens: async (): Promise<OAuthTokens> =>
       provider((p) => Effect.zip(p.get, Clock.currentTimeMillis)).then(([token, now]) => {
         handedOut = token
         return {
           access_token: Redacted.value(token.token),
           token_type: "Bearer",
+          // hosts without a client-credentials grant (the Vercel AI SDK) recover from a 401 only by a refresh:
+          // addClientAuthentication turns that request into the configured grant; never sent as such
+          refresh_token: REFRESH_SENTINEL,
+          // the authorization server these tokens belong to: the AI SDK refreshes only against the same one
+          ...{ issuer, authorization_server: issuer, token_endpoint: tokenUrl.href },
           expires_in: Math.max(0, Math.floor((token.expiresAt - now) / 1000)),
           ...(token.scopes.length > 0 ? { scope: token.scopes.join(" ") } : {})
         }
@@ -123,9 +158,9 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
     saveCodeVerifier: nonInteractive("saveCodeVerifier"),
     codeVerifier: nonInteractive("codeVerifier"),
     discoveryState: () => ({
-      authorizationServerUrl: tokenUrl.origin,
+      authorizationServerUrl: issuer,
       authorizationServerMetadata: {
-        issuer: tokenUrl.origin,
+        issuer,
         token_endpoint: tokenUrl.href,
         authorization_endpoint: tokenUrl.href,
         response_types_supported: ["token"],
@@ -133,24 +168,39 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
         token_endpoint_auth_methods_supported: [config.authMethod]
       },
       ...(serverUrl !== undefined
-        ? { resourceMetadata: { resource: serverUrl.href, authorization_servers: [tokenUrl.origin] } }
+        ? { resourceMetadata: { resource: serverUrl.href, authorization_servers: [issuer] } }
         : {})
     }),
     saveDiscoveryState: () => undefined,
     validateResourceURL: async () => config.resource === undefined ? undefined : new URL(config.resource),
     // a fresh authentication per token request: files read again, a new assertion (and jti) signed
-    addClientAuthentication: async (headers, params) => {
+    addClientAuthentication: async (headers, params, url, metadata) => {
+      // credentials go to the configured token endpoint only, whatever a host discovered (an MCP server's metadata
+      // can name any authorization server, and that server's metadata any token endpoint). The MCP SDK passes the
+      // token endpoint as `url`; the AI SDK passes the authorization server there and posts to the metadata's.
+      const destination = metadata?.token_endpoint ?? url
+      if (destination !== undefined && !sameEndpoint(destination, tokenUrl)) {
+        throw new Error(
+          `mcp-auth refuses to send client credentials to ${Scrub.url(String(destination))}: it is not the ` +
+            `configured token endpoint ${Scrub.url(tokenUrl)}`
+        )
+      }
+      if (params.get("grant_type") === "refresh_token") {
+        // a host's refresh of the token tokens() handed out (see REFRESH_SENTINEL): the configured grant instead
+        if (params.get("refresh_token") !== REFRESH_SENTINEL) {
+          throw new Error("mcp-auth issued no refresh token: refusing to send one to the authorization server")
+        }
+        params.delete("refresh_token")
+        await grantParams(params)
+      }
       const auth = await run(ClientAuthentication.authenticate(config, { loadFunction: options.loadFunction }))
       for (const [key, value] of auth.params) params.set(key, value)
       if (auth.authorization !== undefined) headers.set("Authorization", auth.authorization)
     },
     prepareTokenRequest: async () => {
       // the SDK only asks for a token after the server rejected the one we handed out
-      const rejected = handedOut
-      if (rejected !== undefined) await provider((p) => p.invalidate(rejected))
-      const params = new URLSearchParams({ grant_type: grantType })
-      if (scope !== undefined) params.set("scope", scope)
-      if (config.audience !== undefined) params.set("audience", config.audience)
+      const params = new URLSearchParams()
+      await grantParams(params)
       return params
     },
     invalidateCredentials: async (what) => {
