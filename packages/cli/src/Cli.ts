@@ -147,6 +147,28 @@ const tools = Command.make("tools").pipe(
   Command.withSubcommands([toolsList, toolsCall])
 )
 
+const doctor = Command.make("doctor", {
+  config,
+  group: Options.text("group").pipe(
+    Options.optional,
+    Options.withDescription("Only this function group (default: every group with an auth_provider)")
+  ),
+  json: Options.boolean("json").pipe(
+    Options.withDescription("Print a JSON array of { group, provider, name, status, ms, detail, fix }")
+  ),
+  caFile,
+  verbose
+}, (options) =>
+  Effect.flatMap(
+    Effect.promise(() => import("./internal/doctor/run.js")),
+    (command) => command.doctor(options)
+  )).pipe(
+    Command.withDescription(
+      "Run the troubleshooting guide as checks: configuration, DNS/TCP, TLS, discovery, token request, token claims, " +
+        "clock skew, service token, MCP initialize. Exit 0 only if none failed"
+    )
+  )
+
 const testing = "@mcp-auth/testing"
 
 const isMissingPackage = (cause: unknown, name: string): boolean =>
@@ -189,7 +211,7 @@ const demo = Command.make(
 
 const root = Command.make("mcp-auth").pipe(
   Command.withDescription("Headless service-account authentication for MCP clients"),
-  Command.withSubcommands([info, validate, token, tools, demo])
+  Command.withSubcommands([info, validate, token, tools, doctor, demo])
 )
 
 /**

@@ -63,6 +63,19 @@ export class ToolError extends Error {
   readonly _tag = "ToolError"
 }
 
+/**
+ * `mcp-auth doctor` found a problem: the checks are printed already; `code` is the exit code of the first failed check.
+ *
+ * @since 0.3.0
+ * @category Errors
+ */
+export class DoctorError extends Error {
+  readonly _tag = "DoctorError"
+  constructor(message: string, readonly code: number) {
+    super(message)
+  }
+}
+
 const ciHint =
   "Authentication works locally but fails in CI/CD? Verify all environment variables are set in your CI/CD platform."
 
@@ -110,6 +123,7 @@ const redactUrls = (text: string): string =>
 const classify = (error: unknown): Report => {
   if (error instanceof UsageError) return { code: ExitCode.usage, message: error.message, hint: error.hint }
   if (error instanceof ToolError) return { code: ExitCode.toolError, message: error.message }
+  if (error instanceof DoctorError) return { code: error.code, message: error.message }
   if (isServiceAccountError(error)) {
     switch (error._tag) {
       case "ConfigurationError": {

@@ -1,0 +1,166 @@
+/**
+ * The pure parts of `mcp-auth doctor`: a token's claims against the configuration, a server's `Date` against the local
+ * clock, the `WWW-Authenticate` error of a refused MCP request.
+ *
+ * @internal
+ */
+
+/** The most a server's clock, or a token's `iat`/`nbf`, may be off the local clock before the doctor fails. @internal */
+export const maxSkewSeconds = 60
+
+/** A JWT's payload, decoded without verifying its signature; `undefined` when the token is not a JWT. @internal */
+export const decodeJwt = (token: string): Record<string, unknown> | undefined => {
+  const parts = token.split(".")
+  if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p)) || parts[1]!.length === 0) return undefined
+  try {
+    const payload: unknown = JSON.parse(Buffer.from(parts[1]!, "base64url").toString("utf8"))
+    return typeof payload === "object" && payload !== null && !Array.isArray(payload)
+      ? payload as Record<string, unknown>
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Same resource: compared as URLs (a trailing slash ignored), else as text. */
+const sameResource = (a: string, b: string): boolean => {
+  const norm = (s: string) => {
+    try {
+      const url = new URL(s)
+      return `${url.origin}${url.pathname.replace(/\/$/, "")}${url.search}`
+    } catch {
+      return s
+    }
+  }
+  return norm(a) === norm(b)
+}
+
+/** @internal */
+export interface ClaimsInput {
+  /** The decoded payload, or `undefined` for an opaque token. */
+  readonly claims: Record<string, unknown> | undefined
+  /** What the `aud` must contain, and the key that says so (`resource`, `audience`, `server.url`). */
+  readonly expectedAudience: { readonly value: string; readonly from: string } | undefined
+  readonly requestedScopes: ReadonlyArray<string>
+  /** The scopes of the token response (or the requested ones when it named none). */
+  readonly responseScopes: ReadonlyArray<string>
+  /** `expires_in` as the token response said it, in seconds. */
+  readonly responseLifetimeSeconds: number
+  readonly bufferSeconds: number
+  /** Epoch seconds. */
+  readonly now: number
+}
+
+/** @internal */
+export interface Finding {
+  readonly problem: string
+  readonly fix: string
+}
+
+/** @internal */
+export interface ClaimsReport {
+  readonly facts: ReadonlyArray<string>
+  readonly problems: ReadonlyArray<Finding>
+}
+
+const seconds = (n: number) => `${Math.round(n)} s`
+
+/**
+ * The token against the configuration: `aud` contains the expected audience, the granted scopes contain the requested
+ * ones (`…/.default` requests are not compared), the lifetime is longer than `token_cache_buffer_seconds`, and `iat`,
+ * `nbf` and `exp` agree with the local clock (within {@link maxSkewSeconds}). An opaque token is checked for its
+ * lifetime and the response's scopes only.
+ *
+ * @internal
+ */
+export const evaluateClaims = (input: ClaimsInput): ClaimsReport => {
+  const facts: Array<string> = []
+  const problems: Array<Finding> = []
+  const claims = input.claims
+  if (claims === undefined) facts.push("opaque token (not a JWT): lifetime and scopes from the token response")
+  else {
+    const iss = typeof claims.iss === "string" ? claims.iss : undefined
+    const sub = typeof claims.sub === "string" ? claims.sub : undefined
+    facts.push(`JWT${iss === undefined ? "" : ` from ${iss}`}${sub === undefined ? "" : `, sub ${sub}`}`)
+    const aud = typeof claims.aud === "string"
+      ? [claims.aud]
+      : Array.isArray(claims.aud)
+      ? claims.aud.filter((a): a is string => typeof a === "string")
+      : []
+    const expected = input.expectedAudience
+    if (expected !== undefined) {
+      if (aud.some((a) => sameResource(a, expected.value))) facts.push(`aud matches ${expected.from}`)
+      else {
+        problems.push({
+          problem: `aud is ${aud.length === 0 ? "missing" : aud.join(", ")}, not ${expected.value} (${expected.from})`,
+          fix: expected.from === "server.url"
+            ? `ask for a token for this MCP server: set resource: ${expected.value} (RFC 8707), or audience: as ` +
+              "your authorization server names it"
+            : `the authorization server ignored ${expected.from}: check that it knows ${expected.value} as a ` +
+              "resource/API and that the client may request it"
+        })
+      }
+    }
+  }
+  const claimed = claims === undefined
+    ? undefined
+    : typeof claims.scope === "string"
+    ? claims.scope.split(" ").filter((s) => s.length > 0)
+    : Array.isArray(claims.scp)
+    ? claims.scp.filter((s): s is string => typeof s === "string")
+    : typeof claims.scp === "string"
+    ? claims.scp.split(" ").filter((s) => s.length > 0)
+    : undefined
+  const granted = claimed ?? input.responseScopes
+  const comparable = input.requestedScopes.filter((s) => !s.endsWith("/.default"))
+  const missing = comparable.filter((s) => !granted.includes(s))
+  if (missing.length > 0) {
+    problems.push({
+      problem: `scopes granted: ${granted.join(" ") || "(none)"}; missing: ${missing.join(" ")}`,
+      fix: `grant the client the scopes ${missing.join(" ")} at the authorization server, or remove them from scopes`
+    })
+  } else if (comparable.length > 0) facts.push(`scopes granted: ${granted.join(" ")}`)
+  const iat = claims !== undefined && typeof claims.iat === "number" ? claims.iat : undefined
+  const exp = claims !== undefined && typeof claims.exp === "number" ? claims.exp : undefined
+  const nbf = claims !== undefined && typeof claims.nbf === "number" ? claims.nbf : undefined
+  const lifetime = iat !== undefined && exp !== undefined ? exp - iat : input.responseLifetimeSeconds
+  if (lifetime <= input.bufferSeconds) {
+    problems.push({
+      problem: `the token lives ${seconds(lifetime)}, not more than token_cache_buffer_seconds (${
+        seconds(input.bufferSeconds)
+      }): it is refreshed all the time`,
+      fix: `lower token_cache_buffer_seconds below ${Math.max(0, Math.floor(lifetime / 2))}, or have the ` +
+        "authorization server issue longer-lived tokens"
+    })
+  } else facts.push(`lifetime ${seconds(lifetime)} (token_cache_buffer_seconds ${seconds(input.bufferSeconds)})`)
+  const clockFix = "set the local clock right (NTP), or the authorization server's"
+  if (iat !== undefined && iat > input.now + maxSkewSeconds) {
+    problems.push({ problem: `iat is ${seconds(iat - input.now)} in the future of the local clock`, fix: clockFix })
+  }
+  if (nbf !== undefined && nbf > input.now + maxSkewSeconds) {
+    problems.push({ problem: `nbf is ${seconds(nbf - input.now)} in the future of the local clock`, fix: clockFix })
+  }
+  if (exp !== undefined && exp <= input.now) {
+    problems.push({ problem: `exp is ${seconds(input.now - exp)} in the past of the local clock`, fix: clockFix })
+  }
+  return { facts, problems }
+}
+
+/** The difference of a server's `Date` header and the local time, in seconds; `undefined` without one. @internal */
+export const skewSeconds = (date: string | undefined, localMillis: number): number | undefined => {
+  if (date === undefined) return undefined
+  const server = Date.parse(date)
+  // the header has whole seconds: half a second of rounding either way is no skew
+  return Number.isNaN(server) ? undefined : Math.round((server - localMillis) / 1000)
+}
+
+/** `error` and `error_description` of a `WWW-Authenticate: Bearer …` challenge (RFC 6750 §3). @internal */
+export const bearerError = (
+  header: string | undefined
+): { readonly error?: string | undefined; readonly description?: string | undefined; readonly scope?: string } => {
+  if (header === undefined || !/^\s*bearer\b/i.test(header)) return {}
+  const param = (name: string) =>
+    new RegExp(`(?:^|[\\s,])${name}="((?:[^"\\\\]|\\\\.)*)"`, "i").exec(header)?.[1]?.replace(/\\(.)/g, "$1")
+  const scope = param("scope")
+  return { error: param("error"), description: param("error_description"), ...(scope ? { scope } : {}) }
+}

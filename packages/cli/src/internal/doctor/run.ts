@@ -1,0 +1,718 @@
+/**
+ * `mcp-auth doctor`: runs the checks of `Doctor.ts` for every function group's auth provider (or one group), prints
+ * them and exits with the code of the first failure. Every printed text is scrubbed of the secrets this run knows,
+ * the tokens it fetched and the service tokens it produced included.
+ *
+ * @internal
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as ClientAuthentication from "@mcp-auth/service-account/ClientAuthentication"
+import * as Discovery from "@mcp-auth/service-account/Discovery"
+import * as RequestContext from "@mcp-auth/service-account/RequestContext"
+import * as Scrub from "@mcp-auth/service-account/Scrub"
+import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
+import { ConfigIssue, ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
+import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
+import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
+import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
+import * as ServiceTokenLoader from "@mcp-auth/workflow/ServiceTokenLoader"
+import * as WorkflowConfig from "@mcp-auth/workflow/WorkflowConfig"
+import * as Clock from "effect/Clock"
+import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import * as Doctor from "../../Doctor.js"
+import { DoctorError, ExitCode, report, UsageError } from "../../Errors.js"
+import * as Secrets from "../secrets.js"
+import { version } from "../versions.js"
+import { bearerError, decodeJwt, evaluateClaims, maxSkewSeconds, skewSeconds } from "./claims.js"
+import * as Network from "./network.js"
+
+type Outcome = Doctor.Outcome
+
+const passed = (detail: string): Outcome => ({ status: "passed", detail })
+const notApplicable = (detail: string): Outcome => ({ status: "not_applicable", detail })
+const failed = (detail: string, fix: string, code: number): Outcome => ({ status: "failed", detail, fix, code })
+
+/** The longest detail printed (a configuration error lists every problem). */
+const maxDetailChars = 4_000
+/** The most bytes of an MCP `initialize` response read. */
+const maxInitializeBytes = 1024 * 1024
+const protocolVersion = "2025-06-18"
+
+const caHint = (caFile: string | undefined) =>
+  "The server may use certificates from an internal Certificate Authority: set ca_file in the provider config to a " +
+  `PEM bundle holding it${caFile === undefined ? "" : ` (now ${caFile})`}, or pass --ca-file.`
+
+/** One function group and its provider, or a provider no group uses. */
+interface Target {
+  readonly group: WorkflowConfig.FunctionGroupConfig | undefined
+  readonly name: string
+  readonly provider: ServiceAccountConfig.ServiceAccountConfig
+}
+
+interface Options {
+  readonly config: string
+  readonly group: Option.Option<string>
+  readonly caFile: Option.Option<string>
+  readonly json: boolean
+}
+
+const humanSeconds = (s: number): string => {
+  const a = Math.abs(s)
+  return a >= 3600
+    ? `${Math.floor(a / 3600)} h ${Math.floor((a % 3600) / 60)} min`
+    : a >= 60
+    ? `${Math.floor(a / 60)} min ${a % 60} s`
+    : `${a} s`
+}
+
+/** The checks of one target, sharing what earlier ones found (the token, the service header). */
+const makeChecks = (
+  workflow: WorkflowConfig.WorkflowConfig,
+  target: Target,
+  caFileOption: string | undefined
+): Record<Doctor.CheckName, Effect.Effect<Outcome>> => {
+  const { group, name, provider } = target
+  const loadFunction = ServiceTokenLoader.make(workflow.baseDir)
+  const tokenUrl = provider.tokenUrl
+  // as Workflow.make connects: the token endpoint trusts the provider's ca_file first, the MCP server --ca-file first
+  const tokenTls: TokenHttpClient.TlsOptions = {
+    ...TokenHttpClient.optionsFromConfig(provider),
+    caFile: provider.caFile ?? caFileOption
+  }
+  const mcpTls: TokenHttpClient.TlsOptions = { ...tokenTls, caFile: caFileOption ?? provider.caFile }
+  const tokenHttp = TokenHttpClient.layer(tokenTls)
+  const mcpHttp = TokenHttpClient.layer(mcpTls)
+  const timeoutMs = Math.min(provider.timeoutSeconds, 30) * 1000
+  const proxy = Network.proxyFor(provider, tokenUrl)
+  let token: { readonly value: string; readonly scopes: ReadonlyArray<string>; readonly lifetime: number } | undefined
+  let serviceHeader: ServiceToken.ServiceHeader | undefined
+
+  const config = Effect.gen(function*() {
+    const issues: Array<ConfigIssue> = []
+    const under = (e: ConfigurationError) =>
+      e.issues.map((i) =>
+        new ConfigIssue({ path: `authentication.${name}${i.path === "" ? "" : `.${i.path}`}`, message: i.message })
+      )
+    const assertion = provider.clientAssertion
+    if (assertion?._tag === "Function" && typeof assertion.function === "string") {
+      const loaded = yield* Effect.either(loadFunction(assertion.function))
+      if (Either.isLeft(loaded)) {
+        issues.push(
+          new ConfigIssue({
+            path: `authentication.${name}.client_assertion.function`,
+            message: `client_assertion.function cannot be loaded: ${loaded.left.detail}`
+          })
+        )
+      }
+    }
+    const checked = yield* Effect.either(ClientAuthentication.check(provider))
+    if (Either.isLeft(checked)) issues.push(...under(checked.left))
+    for (const tls of group === undefined ? [tokenTls] : [tokenTls, mcpTls]) {
+      const files = yield* Effect.either(TokenHttpClient.connectOptions(tls))
+      if (Either.isLeft(files)) {
+        for (const issue of under(files.left)) {
+          if (!issues.some((i) => i.toString() === issue.toString())) issues.push(issue)
+        }
+      }
+    }
+    if (issues.length > 0) {
+      const error = new ConfigurationError({ issues })
+      return failed(error.message, report(error).hint ?? "", ExitCode.configuration)
+    }
+    return passed(
+      `workflow loaded; ${ClientAuthentication.describe(provider)}; credential and CA files readable`
+    )
+  })
+
+  const dnsTcp = Effect.gen(function*() {
+    const endpoint = proxy ?? Network.endpointOf(tokenUrl)
+    const via = proxy === undefined ? "" : ` (the proxy from ${proxy.from}, ${proxy.shown})`
+    const addresses = yield* Network.lookup(endpoint.host)
+    const address = addresses[0]!
+    yield* Network.connect(address, endpoint.port, timeoutMs)
+    return passed(
+      `${endpoint.host}${via} resolves to ${
+        addresses.slice(0, 3).join(", ")
+      }; TCP connect to ${address}:${endpoint.port}`
+    )
+  }).pipe(
+    Effect.catchAll((error) =>
+      Effect.succeed(failed(
+        error.message,
+        error.code === "ENOTFOUND" || error.code === "EAI_AGAIN"
+          ? "The host name does not resolve: check the host of token_url (and DNS, VPN)."
+          : error.code === "ECONNREFUSED"
+          ? `Nothing listens there: check the port of token_url${
+            proxy === undefined ? "" : " (or the proxy)"
+          } and that the authorization server is up.`
+          : error.code === "ETIMEDOUT"
+          ? "No answer: a firewall may drop the connection; behind a corporate proxy set proxy_url or HTTPS_PROXY."
+          : "Check that the token endpoint URL is reachable from here.",
+        ExitCode.network
+      ))
+    )
+  )
+
+  const tls = Effect.gen(function*() {
+    if (tokenUrl.protocol !== "https:") return notApplicable("token_url is http (loopback): no TLS")
+    if (proxy !== undefined) {
+      return notApplicable(`through the proxy ${proxy.shown}: the token request checks the certificate`)
+    }
+    const connectOptions = yield* TokenHttpClient.connectOptions(tokenTls)
+    const trust = connectOptions.ca === undefined
+      ? `the system roots${process.env.NODE_EXTRA_CA_CERTS ? " and NODE_EXTRA_CA_CERTS" : ""}`
+      : `ca_file ${tokenTls.caFile} (and the system roots)`
+    const endpoint = Network.endpointOf(tokenUrl)
+    const shake = yield* Network.handshake(endpoint, connectOptions, timeoutMs)
+    const now = yield* Clock.currentTimeMillis
+    const leaf = `leaf ${shake.subject} issued by ${shake.issuer}`
+    if (!shake.authorized) {
+      const expired = shake.authorizationError === "CERT_HAS_EXPIRED"
+      return failed(
+        `chain not verified against ${trust}: ${shake.authorizationError ?? "unknown error"} (${leaf})`,
+        expired
+          ? `The server's certificate expired${
+            shake.validTo === undefined ? "" : ` on ${shake.validTo.toISOString()}`
+          }: it must be renewed.`
+          : caHint(tokenTls.caFile),
+        ExitCode.tls
+      )
+    }
+    if (shake.hostnameError !== undefined) {
+      return failed(
+        `chain verified against ${trust}, but ${shake.hostnameError}`,
+        `Use a token_url whose host the certificate names (${shake.altNames ?? "no subjectAltName"}).`,
+        ExitCode.tls
+      )
+    }
+    const days = shake.validTo === undefined ? undefined : Math.floor((shake.validTo.getTime() - now) / 86_400_000)
+    return passed(
+      `chain verified against ${trust}; ${leaf}, expires ${
+        shake.validTo === undefined ? "?" : `${shake.validTo.toISOString().slice(0, 10)} (${days} days left)`
+      }; hostname ${endpoint.host} matches`
+    )
+  }).pipe(
+    Effect.catchAll((error) =>
+      Effect.succeed(
+        error instanceof Network.ProbeError
+          ? failed(error.message, caHint(tokenTls.caFile), ExitCode.tls)
+          : failed(error.message, report(error).hint ?? "", ExitCode.configuration)
+      )
+    )
+  )
+
+  const discovery = Effect.gen(function*() {
+    const issuer = provider.issuer
+    if (issuer === undefined) return notApplicable("not configured (no issuer)")
+    const fetched = yield* Effect.either(
+      Discovery.authorizationServer(issuer, {
+        timeout: Duration.millis(timeoutMs),
+        allowInsecureHttp: provider.allowInsecureHttp
+      }).pipe(Effect.provide(tokenHttp))
+    )
+    if (Either.isLeft(fetched)) {
+      const error = fetched.left
+      if (error._tag === "ConfigurationError") {
+        return failed(error.message, report(error).hint ?? "", ExitCode.configuration)
+      }
+      return failed(
+        error.message,
+        error.reason === "issuer_mismatch"
+          ? "Set issuer to exactly the authorization server's issuer identifier (its metadata's issuer)."
+          : error.reason === "not_found"
+          ? "Check issuer: its /.well-known/oauth-authorization-server (or openid-configuration) must exist."
+          : error.reason === "unreachable"
+          ? "Check that the issuer URL is reachable from here."
+          : error.reason === "insecure_endpoint"
+          ? "The metadata names an http token endpoint: the authorization server must publish an https one."
+          : "The issuer's metadata is not usable: check issuer, or ask the authorization server's operators.",
+        error.reason === "unreachable" ? ExitCode.network : ExitCode.configuration
+      )
+    }
+    const metadata = fetched.right.value
+    const same = (a: URL, b: URL) =>
+      `${a.origin}${a.pathname.replace(/\/$/, "")}${a.search}` ===
+        `${b.origin}${b.pathname.replace(/\/$/, "")}${b.search}`
+    if (!same(metadata.tokenEndpoint, tokenUrl)) {
+      return failed(
+        `the metadata of ${Scrub.url(issuer)} names the token endpoint ${
+          Scrub.url(metadata.tokenEndpoint)
+        }, not token_url ${Scrub.url(tokenUrl)}`,
+        `Set token_url to ${Scrub.url(metadata.tokenEndpoint)}, or issuer to the authorization server of token_url.`,
+        ExitCode.configuration
+      )
+    }
+    return passed(`metadata of ${Scrub.url(issuer)} found; issuer matches; token_endpoint is token_url`)
+  })
+
+  const tokenRequest = Effect.gen(function*() {
+    const result = yield* Effect.either(
+      TokenEndpoint.request(provider, { loadFunction }).pipe(Effect.provide(tokenHttp))
+    )
+    if (Either.isLeft(result)) {
+      const error = result.left
+      const { code, hint, message } = report(error, Secrets.all())
+      return failed(
+        `${error._tag}: ${message}`,
+        hint ?? `Check token_url and the authorization server's logs for client ${provider.clientId}.`,
+        code
+      )
+    }
+    const accessToken = result.right
+    const value = Redacted.value(accessToken.token)
+    Secrets.add(value)
+    const lifetime = Math.round((accessToken.expiresAt - accessToken.issuedAt) / 1000)
+    token = { value, scopes: accessToken.scopes, lifetime }
+    return passed(
+      `${accessToken.tokenType} token from ${Scrub.url(tokenUrl)}, expires in ${lifetime} s, scopes ${
+        accessToken.scopes.join(" ") || "(none)"
+      }`
+    )
+  })
+
+  const tokenClaims = Effect.gen(function*() {
+    const current = token!
+    const now = yield* Clock.currentTimeMillis
+    const expectedAudience = provider.resource !== undefined
+      ? { value: provider.resource, from: "resource" }
+      : provider.audience !== undefined
+      ? { value: provider.audience, from: "audience" }
+      : group === undefined
+      ? undefined
+      : { value: group.url.href, from: "server.url" }
+    const { facts, problems } = evaluateClaims({
+      claims: decodeJwt(current.value),
+      expectedAudience,
+      requestedScopes: provider.scopes,
+      responseScopes: current.scopes,
+      responseLifetimeSeconds: current.lifetime,
+      bufferSeconds: provider.tokenCacheBufferSeconds,
+      now: Math.floor(now / 1000)
+    })
+    return problems.length === 0
+      ? passed(facts.join("; "))
+      : failed(
+        problems.map((p) => p.problem).join("; "),
+        problems.map((p) => p.fix).join("; "),
+        Doctor.failureCode.token_claims
+      )
+  })
+
+  /** A server's `Date` against the local clock, from a HEAD request (no credentials); `undefined` without an answer. */
+  const dateSkew = (url: URL, layer: typeof tokenHttp) =>
+    Effect.gen(function*() {
+      const client = yield* HttpClient.HttpClient
+      const before = yield* Clock.currentTimeMillis
+      const response = yield* client.execute(HttpClientRequest.head(url))
+      const after = yield* Clock.currentTimeMillis
+      return skewSeconds(response.headers["date"], (before + after) / 2)
+    }).pipe(
+      Effect.scoped,
+      Effect.timeout(Duration.millis(timeoutMs)),
+      Effect.provide(layer),
+      Effect.option,
+      Effect.map(Option.flatMap(Option.fromNullable))
+    )
+
+  const clockSkew = Effect.gen(function*() {
+    const servers: Array<readonly [string, Option.Option<number>]> = [[
+      "token endpoint",
+      yield* dateSkew(tokenUrl, tokenHttp)
+    ]]
+    if (group !== undefined) servers.push(["MCP server", yield* dateSkew(group.url, mcpHttp)])
+    const facts = servers.map(([who, skew]) =>
+      Option.match(skew, {
+        onNone: () => `${who}: no Date header`,
+        // the header has whole seconds: a second either way is rounding
+        onSome: (s) => Math.abs(s) <= 1 ? `${who}: in step` : `${who}: ${humanSeconds(s)} ${s > 0 ? "ahead" : "behind"}`
+      })
+    )
+    const off = servers.filter(([, skew]) => Option.isSome(skew) && Math.abs(skew.value) > maxSkewSeconds)
+    return off.length === 0
+      ? passed(`${facts.join("; ")} (tolerance ${maxSkewSeconds} s)`)
+      : failed(
+        `${facts.join("; ")}: more than ${maxSkewSeconds} s off the local clock`,
+        `Set the local clock right (NTP), or the ${
+          off.map(([who]) => who).join(" and ")
+        }'s: tokens are checked against clocks (iat, nbf, exp).`,
+        Doctor.failureCode.clock_skew
+      )
+  })
+
+  const serviceToken = Effect.gen(function*() {
+    const configured = provider.serviceToken
+    if (configured === undefined) return notApplicable("not configured")
+    const source = configured._tag === "Static"
+      ? "the static token"
+      : `function ${typeof configured.function === "string" ? configured.function : "(inline)"}`
+    const request = RequestContext.make(group?.url ?? tokenUrl, "POST", { mcpMethod: "initialize" })
+    const result = yield* Effect.either(
+      Effect.flatMap(ServiceToken.ServiceToken, (st) => st.get(request)).pipe(
+        Effect.provide(ServiceToken.layerFromConfig(provider, { loadFunction, name }))
+      )
+    )
+    if (Either.isLeft(result)) {
+      const { code, hint, message } = report(result.left, Secrets.all())
+      return failed(message, hint ?? "Check service_token in the provider config.", code)
+    }
+    if (Option.isNone(result.right)) {
+      return failed(
+        `${source} gave no service token`,
+        "Check service_token in the provider config and the function or variables behind it.",
+        ExitCode.serviceToken
+      )
+    }
+    serviceHeader = result.right.value
+    Secrets.add(Redacted.value(serviceHeader.value))
+    return passed(`${serviceHeader.name} produced by ${source}`)
+  })
+
+  const mcpInitialize = Effect.gen(function*() {
+    if (group === undefined) return notApplicable("no function group uses this provider")
+    const headers: Record<string, string> = {
+      ...group.customHeaders,
+      accept: "application/json, text/event-stream",
+      "content-type": "application/json",
+      authorization: `Bearer ${token!.value}`,
+      ...(serviceHeader === undefined ? {} : { [serviceHeader.name]: Redacted.value(serviceHeader.value) })
+    }
+    const body = {
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: {
+        protocolVersion,
+        capabilities: {},
+        clientInfo: { name: "mcp-auth-doctor", version: version("@mcp-auth/cli") }
+      }
+    }
+    const exchange = Effect.gen(function*() {
+      const client = yield* HttpClient.HttpClient
+      const response = yield* client.execute(
+        HttpClientRequest.post(group.url).pipe(
+          HttpClientRequest.setHeaders(headers),
+          HttpClientRequest.bodyUnsafeJson(body)
+        )
+      )
+      const text = yield* readInitialize(response)
+      const session = response.headers["mcp-session-id"]
+      if (response.status === 200 && session !== undefined) {
+        // end the session the check opened
+        yield* client.execute(
+          HttpClientRequest.del(group.url).pipe(
+            HttpClientRequest.setHeaders({
+              ...headers,
+              "mcp-session-id": session,
+              "mcp-protocol-version": protocolVersion
+            })
+          )
+        ).pipe(Effect.ignore)
+      }
+      return { status: response.status, headers: response.headers, text }
+    }).pipe(
+      Effect.scoped,
+      Effect.timeoutFail({
+        duration: group.toolCallTimeout,
+        onTimeout: () => new Error(`no answer in ${Duration.format(group.toolCallTimeout)}`)
+      }),
+      Effect.provide(mcpHttp),
+      Effect.either
+    )
+    const result = yield* exchange
+    const where = Scrub.url(group.url)
+    if (Either.isLeft(result)) {
+      const error = result.left
+      const { code, message } = describeCause(error)
+      const tlsProblem = code !== undefined && /CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS/.test(code)
+      return failed(
+        `${where}: ${error instanceof ConfigurationError ? error.message : message}${
+          code === undefined ? "" : ` (${code})`
+        }`,
+        tlsProblem ? caHint(mcpTls.caFile) : "Check the function group's server.url and that the MCP server is up.",
+        tlsProblem ? ExitCode.tls : ExitCode.mcpServer
+      )
+    }
+    const { headers: got, status, text } = result.right
+    if (status === 401) {
+      const challenge = bearerError(got["www-authenticate"])
+      return failed(
+        `401 from ${where}: ${challenge.error ?? "no WWW-Authenticate error"}${
+          challenge.description === undefined ? "" : ` (${challenge.description})`
+        }`,
+        "The MCP server refused the token: check that it trusts this authorization server, that the token's audience " +
+          "is this server (resource, audience) and that the token is not revoked.",
+        ExitCode.mcpServer
+      )
+    }
+    if (status === 403) {
+      const challenge = bearerError(got["www-authenticate"])
+      if (challenge.error === "insufficient_scope") {
+        return failed(
+          `403 from ${where}: insufficient_scope${
+            challenge.description === undefined ? "" : ` (${challenge.description})`
+          }`,
+          `Request the scopes the MCP server needs${
+            challenge.scope === undefined ? "" : ` (${challenge.scope})`
+          } in scopes.`,
+          ExitCode.mcpServer
+        )
+      }
+      const message = jsonRpcError(text)
+      const header = serviceHeader?.name ?? provider.serviceToken?.header ??
+        ServiceAccountConfig.DEFAULT_SERVICE_TOKEN_HEADER
+      return failed(
+        `403 from ${where}${message === undefined ? "" : `: ${message}`}`,
+        provider.serviceToken === undefined
+          ? `The MCP server refused the request: if it needs a service token, configure service_token (sent in ${header}).`
+          : `The MCP server refused the service token sent in ${header}: check service_token (its value, or the ` +
+            "function and the variables behind it) and the header name the server expects.",
+        ExitCode.mcpServer
+      )
+    }
+    if (status !== 200) {
+      return failed(
+        `HTTP ${status} from ${where}`,
+        status === 404 || status === 405
+          ? "Check the function group's server.url: it must be the MCP endpoint (e.g. …/mcp)."
+          : "Check the function group's server.url and the MCP server's logs.",
+        ExitCode.mcpServer
+      )
+    }
+    const message = initializeResult(text)
+    return message.ok
+      ? passed(`200 from ${where}: ${message.detail}`)
+      : failed(
+        `${where}: ${message.detail}`,
+        "Check that server.url is an MCP (streamable HTTP) endpoint.",
+        ExitCode.mcpServer
+      )
+  })
+
+  return {
+    config,
+    dns_tcp: dnsTcp,
+    tls,
+    discovery,
+    token_request: tokenRequest,
+    token_claims: tokenClaims,
+    clock_skew: clockSkew,
+    service_token: serviceToken,
+    mcp_initialize: mcpInitialize
+  }
+}
+
+/** The innermost message and the first `code` along an error's causes (a request error wraps the socket's). */
+const describeCause = (error: unknown): { readonly message: string; readonly code: string | undefined } => {
+  let message = error instanceof Error ? error.message : String(error)
+  let code: string | undefined
+  let current: unknown = error
+  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
+    const { code: c, message: m } = current as { code?: unknown; message?: unknown }
+    if (code === undefined && typeof c === "string") code = c
+    if (typeof m === "string" && m.length > 0 && depth > 0) message = m
+    current = (current as { cause?: unknown }).cause
+  }
+  return { message, code }
+}
+
+/** The JSON-RPC messages of a JSON or SSE body (complete SSE events only). */
+const messagesOf = (text: string): Array<unknown> => {
+  const trimmed = text.trimStart()
+  if (trimmed.startsWith("{") || trimmed.startsWith("[")) {
+    try {
+      const parsed: unknown = JSON.parse(trimmed)
+      return Array.isArray(parsed) ? parsed : [parsed]
+    } catch {
+      return []
+    }
+  }
+  const events = text.replace(/\r\n?/g, "\n").split("\n\n").slice(0, -1)
+  return events.flatMap((event) => {
+    const data = event.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n")
+    try {
+      return data === "" ? [] : [JSON.parse(data) as unknown]
+    } catch {
+      return []
+    }
+  })
+}
+
+const responseOf = (text: string): Record<string, unknown> | undefined =>
+  messagesOf(text).find((m): m is Record<string, unknown> =>
+    typeof m === "object" && m !== null && (m as Record<string, unknown>).id === 1
+  )
+
+/** The body of the `initialize` response, read until its JSON-RPC response arrives (an SSE stream may stay open). */
+const readInitialize = (response: HttpClientResponse.HttpClientResponse) =>
+  response.stream.pipe(
+    Stream.decodeText(),
+    Stream.scan("", (text, chunk) => text + chunk),
+    Stream.takeUntil((text) => text.length >= maxInitializeBytes || responseOf(text) !== undefined),
+    Stream.runLast,
+    Effect.map(Option.getOrElse(() => ""))
+  )
+
+const jsonRpcError = (text: string): string | undefined => {
+  const message = responseOf(text) ?? messagesOf(text)[0]
+  const error = typeof message === "object" && message !== null ? (message as { error?: unknown }).error : undefined
+  return typeof error === "object" && error !== null && typeof (error as { message?: unknown }).message === "string"
+    ? (error as { message: string }).message
+    : undefined
+}
+
+const initializeResult = (text: string): { readonly ok: boolean; readonly detail: string } => {
+  const message = responseOf(text)
+  if (message === undefined) return { ok: false, detail: "no JSON-RPC response to initialize" }
+  const error = jsonRpcError(text)
+  if (error !== undefined) return { ok: false, detail: `initialize failed: ${error}` }
+  const result = message.result as
+    | { serverInfo?: { name?: unknown; version?: unknown }; protocolVersion?: unknown }
+    | undefined
+  const name = typeof result?.serverInfo?.name === "string" ? result.serverInfo.name : "?"
+  const serverVersion = typeof result?.serverInfo?.version === "string" ? ` ${result.serverInfo.version}` : ""
+  const protocol = typeof result?.protocolVersion === "string" ? result.protocolVersion : "?"
+  return { ok: true, detail: `server ${name}${serverVersion}, protocol ${protocol}` }
+}
+
+/** Runs the checks of one target in order, skipping those whose dependencies failed. */
+const runTarget = (
+  checks: Record<Doctor.CheckName, Effect.Effect<Outcome>>,
+  group: string | null,
+  provider: string | null
+) =>
+  Effect.gen(function*() {
+    const statuses = new Map<Doctor.CheckName, Doctor.Status>()
+    const results: Array<Doctor.CheckResult> = []
+    for (const name of Doctor.checks) {
+      const blocked = Doctor.blockedBy(name, statuses)
+      if (blocked !== undefined) {
+        statuses.set(name, "skipped")
+        results.push({
+          group,
+          provider,
+          name,
+          status: "skipped",
+          ms: null,
+          detail: `skipped: ${Doctor.labels[blocked]} ${statuses.get(blocked) === "failed" ? "failed" : "was skipped"}`,
+          fix: null
+        })
+        continue
+      }
+      const start = yield* Clock.currentTimeMillis
+      const outcome = yield* checks[name].pipe(
+        Effect.catchAllDefect((defect) =>
+          Effect.succeed(failed(
+            `unexpected error: ${defect instanceof Error ? defect.message : String(defect)}`,
+            "Rerun with --verbose for details.",
+            ExitCode.unexpected
+          ))
+        )
+      )
+      const ms = (yield* Clock.currentTimeMillis) - start
+      statuses.set(name, outcome.status)
+      results.push({
+        group,
+        provider,
+        name,
+        status: outcome.status,
+        ms,
+        detail: outcome.detail,
+        fix: outcome.status === "failed" ? outcome.fix : null,
+        code: outcome.status === "failed" ? outcome.code : undefined
+      })
+    }
+    return results
+  })
+
+/** What to check: the groups with an auth provider (or the one named), and providers no group uses. */
+const targetsOf = (workflow: WorkflowConfig.WorkflowConfig, file: string, only: string | undefined) => {
+  const groups = [...workflow.groups.values()]
+  if (only !== undefined) {
+    const group = workflow.groups.get(only)
+    if (group === undefined) {
+      return Either.left(
+        new UsageError(
+          `no function group ${only} in ${file}`,
+          `groups: ${groups.map((g) => g.name).join(", ") || "(none)"}`
+        )
+      )
+    }
+    if (group.authProvider === undefined) {
+      return Either.left(new UsageError(`function group ${only} has no auth_provider: nothing to check`))
+    }
+    return Either.right<Array<Target>>([
+      { group, name: group.authProvider, provider: workflow.providers.get(group.authProvider)! }
+    ])
+  }
+  const targets: Array<Target> = groups.flatMap((group) =>
+    group.authProvider === undefined
+      ? []
+      : [{ group, name: group.authProvider, provider: workflow.providers.get(group.authProvider)! }]
+  )
+  for (const [name, provider] of workflow.providers) {
+    if (!groups.some((g) => g.authProvider === name)) targets.push({ group: undefined, name, provider })
+  }
+  return targets.length === 0
+    ? Either.left(new UsageError(`${file} has no mcp_service_account provider: nothing to check`))
+    : Either.right(targets)
+}
+
+/** @internal */
+export const doctor = (options: Options) =>
+  Effect.gen(function*() {
+    const start = yield* Clock.currentTimeMillis
+    const loaded = yield* Effect.either(WorkflowConfig.load(options.config))
+    const results: Array<Doctor.CheckResult> = []
+    if (Either.isLeft(loaded)) {
+      const ms = (yield* Clock.currentTimeMillis) - start
+      const { hint } = report(loaded.left)
+      results.push(
+        ...(yield* runTarget(
+          {
+            ...Object.fromEntries(Doctor.checks.map((name) => [name, Effect.succeed(notApplicable(""))])) as Record<
+              Doctor.CheckName,
+              Effect.Effect<Outcome>
+            >,
+            config: Effect.succeed(failed(loaded.left.message, hint ?? "", ExitCode.configuration))
+          },
+          null,
+          null
+        )).map((r) => r.name === "config" ? { ...r, ms } : r)
+      )
+    } else {
+      const workflow = loaded.right
+      Secrets.fromConfig(workflow)
+      const targets = yield* targetsOf(workflow, options.config, Option.getOrUndefined(options.group))
+      for (const target of targets) {
+        const checks = makeChecks(workflow, target, Option.getOrUndefined(options.caFile))
+        results.push(...yield* runTarget(checks, target.group?.name ?? null, target.name))
+      }
+    }
+    // scrubbed at the end, with every token and service token this run has seen
+    const shown = results.map((r) => ({
+      ...r,
+      detail: Secrets.lines(r.detail, maxDetailChars),
+      fix: r.fix === null ? null : Secrets.line(r.fix, 1_000)
+    }))
+    yield* Console.log(options.json ? Doctor.toJson(shown) : Doctor.render(Secrets.line(options.config, 1_000), shown))
+    const code = Doctor.exitCode(shown)
+    if (code !== ExitCode.ok) {
+      const failures = shown.filter((r) => r.status === "failed")
+      return yield* Effect.fail(
+        new DoctorError(
+          `${failures.length} check${failures.length === 1 ? "" : "s"} failed: ${
+            failures.map((r) => `${Doctor.labels[r.name]}${r.group === null ? "" : ` (${r.group})`}`).join(", ")
+          }`,
+          code
+        )
+      )
+    }
+  })

@@ -1,0 +1,521 @@
+/**
+ * `mcp-auth doctor` (issue 14), the bundled binary run as a subprocess against real servers on 127.0.0.1: a clean run
+ * where every check passes, then one fault per check that makes exactly that check fail and the checks that depend on
+ * it skip, with the fix printed and the exit code. No secret, token or service token in any output. Like Cli.test.ts,
+ * this file rebuilds the bundle when it is older than the sources.
+ */
+import { AuthorizationServer, HostileServer, McpServer, TestPki } from "@mcp-auth/testing"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../../..")
+const cliDir = Path.join(root, "packages/cli")
+const bin = Path.join(cliDir, "build/bundle/bin.js")
+
+interface Run {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+interface Check {
+  readonly group: string | null
+  readonly provider: string | null
+  readonly name: string
+  readonly status: "passed" | "failed" | "skipped" | "not_applicable"
+  readonly ms: number | null
+  readonly detail: string
+  readonly fix: string | null
+}
+
+const SECRET = "doctor-Secret:value%7+q"
+const SERVICE_TOKEN = "doctor-service-token-0123456789abcdef"
+const OPAQUE_TOKEN = "doctor-opaque-access-token-0123456789"
+const SERVICE_HEADER = "X-Doc-Service-Token"
+const outputs: Array<string> = []
+const servers: Array<{ close(): Promise<void> }> = []
+let dir: string
+let caFile: string
+let pki: TestPki.TestPki
+let as: AuthorizationServer.AuthorizationServer & { close(): Promise<void> }
+let mcp: McpServer.McpServer & { close(): Promise<void> }
+let mcpService: McpServer.McpServer & { close(): Promise<void> }
+
+/** The newest modification time of the files under a directory (0 when it does not exist). */
+const newest = (dir: string): number =>
+  Fs.existsSync(dir)
+    ? Fs.readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile())
+      .reduce((max, e) => Math.max(max, Fs.statSync(Path.join(e.parentPath, e.name)).mtimeMs), 0)
+    : 0
+
+/** Builds the bundle unless it is newer than every package's sources and package.json, and the bundle script. */
+const ensureBundle = () => {
+  const packages = Path.join(root, "packages")
+  const mtime = (file: string) => Fs.existsSync(file) ? Fs.statSync(file).mtimeMs : 0
+  const sources = Math.max(
+    mtime(Path.join(cliDir, "scripts/bundle.mjs")),
+    newest(Path.join(root, "examples/nat-workflows")),
+    ...Fs.readdirSync(packages).flatMap((name) => [
+      newest(Path.join(packages, name, "src")),
+      mtime(Path.join(packages, name, "package.json"))
+    ])
+  )
+  if (mtime(bin) <= sources) {
+    ChildProcess.execFileSync(process.execPath, [Path.join(cliDir, "scripts/bundle.mjs")], { stdio: "pipe" })
+  }
+}
+
+const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<Run> =>
+  new Promise((resolve) => {
+    ChildProcess.execFile(
+      process.execPath,
+      [bin, ...args],
+      { env: { PATH: process.env.PATH ?? "", ...env }, timeout: 90_000, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        outputs.push(stdout, stderr)
+        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
+      }
+    )
+  })
+
+interface Spec {
+  readonly tokenUrl?: string | undefined
+  readonly secret?: string | undefined
+  readonly issuer?: string | undefined
+  /** Default: the MCP server's URL; `null` for none. */
+  readonly resource?: string | null | undefined
+  readonly mcp?: { readonly url: string } | undefined
+  readonly serviceToken?: "serviceToken" | "wrongServiceToken" | "brokenServiceToken" | undefined
+  readonly extra?: string | undefined
+}
+
+let files = 0
+/** A workflow file with one provider (`doc_sa`) and one function group (`docs`); the secret from the environment. */
+const workflow = (spec: Spec = {}): string => {
+  const server = spec.mcp ?? mcp
+  const resource = spec.resource === undefined ? server.url : spec.resource
+  const lines = [
+    "authentication:",
+    "  doc_sa:",
+    "    _type: mcp_service_account",
+    "    client_id: svc-doc",
+    "    client_secret: ${DOCTOR_CLIENT_SECRET}",
+    `    token_url: ${spec.tokenUrl ?? as.tokenUrl}`,
+    "    scopes: [mcp:tools]",
+    `    ca_file: ${caFile}`,
+    ...(spec.issuer === undefined ? [] : [`    issuer: ${spec.issuer}`]),
+    ...(resource === null ? [] : [`    resource: ${resource}`]),
+    ...(spec.serviceToken === undefined ? [] : [
+      "    service_token:",
+      `      function: ./tokens.mjs#${spec.serviceToken}`,
+      `      header: ${SERVICE_HEADER}`,
+      "      kwargs:",
+      "        token: ${DOCTOR_SERVICE_TOKEN}"
+    ]),
+    ...(spec.extra === undefined ? [] : [spec.extra]),
+    "function_groups:",
+    "  docs:",
+    "    _type: mcp_client",
+    "    server:",
+    "      transport: streamable-http",
+    `      url: ${server.url}`,
+    "      auth_provider: doc_sa",
+    ""
+  ]
+  const file = Path.join(dir, `workflow-${++files}.yml`)
+  Fs.writeFileSync(file, lines.join("\n"))
+  return file
+}
+
+const env = (secret = SECRET) => ({ DOCTOR_CLIENT_SECRET: secret, DOCTOR_SERVICE_TOKEN: SERVICE_TOKEN })
+
+const doctor = async (
+  file: string,
+  options: { readonly secret?: string; readonly args?: ReadonlyArray<string> } = {}
+) => {
+  const [human, json] = await Promise.all([
+    run(["doctor", "-c", file, ...(options.args ?? [])], env(options.secret)),
+    run(["doctor", "-c", file, "--json", ...(options.args ?? [])], env(options.secret))
+  ])
+  expect(json.stdout, json.stderr.slice(-2_000)).not.toBe("")
+  const checks = JSON.parse(json.stdout) as Array<Check>
+  expect(json.code).toBe(human.code)
+  return { human, json, checks, code: human.code }
+}
+
+const statuses = (checks: ReadonlyArray<Check>) => Object.fromEntries(checks.map((c) => [c.name, c.status]))
+
+/** The printed line of a check, and the fix line under it when there is one. */
+const lineOf = (stdout: string, label: string) => {
+  const lines = stdout.split("\n")
+  const at = lines.findIndex((l) => new RegExp(`^  [✓✗–·] ${label} `).test(l))
+  expect(at, `no line for ${label} in\n${stdout}`).toBeGreaterThanOrEqual(0)
+  const fix = lines.slice(at + 1).find((l) => !/^ {6}/.test(l) || l.startsWith("      fix: "))
+  return { line: lines[at]!, fix: fix?.startsWith("      fix: ") ? fix.slice(11) : undefined }
+}
+
+const closedPort = async (): Promise<number> => {
+  const server = Net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  const port = (server.address() as Net.AddressInfo).port
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+const hostile = async (handler: HostileServer.Handler) => {
+  const server = await HostileServer.start(handler, { https: pki.server })
+  servers.push(server)
+  return server
+}
+
+beforeAll(async () => {
+  ensureBundle()
+  pki = await TestPki.shared()
+  dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "mcp-auth-doctor-"))
+  caFile = Path.join(dir, "ca.pem")
+  Fs.writeFileSync(caFile, pki.ca)
+  Fs.writeFileSync(
+    Path.join(dir, "tokens.mjs"),
+    [
+      "export const serviceToken = (kwargs) => kwargs.token",
+      "export const wrongServiceToken = () => \"not-the-service-token\"",
+      "export const brokenServiceToken = () => { throw new Error(\"the vault is sealed\") }",
+      ""
+    ].join("\n")
+  )
+  as = await AuthorizationServer.start({
+    clients: [{ clientId: "svc-doc", clientSecret: SECRET }],
+    scopes: ["mcp:tools"],
+    https: pki.server
+  })
+  const common = {
+    authorizationServer: as,
+    requiredScopes: ["mcp:tools"],
+    ca: pki.ca,
+    https: pki.server,
+    acceptOpaqueToken: (token: string) => token === OPAQUE_TOKEN
+  }
+  mcp = await McpServer.start(common)
+  mcpService = await McpServer.start({ ...common, serviceToken: { header: SERVICE_HEADER, accept: SERVICE_TOKEN } })
+  servers.push(mcp, mcpService, as)
+}, 90_000)
+
+afterAll(async () => {
+  for (const server of servers.reverse()) await server.close()
+  if (dir !== undefined) Fs.rmSync(dir, { recursive: true, force: true })
+})
+
+const allPassed = {
+  config: "passed",
+  dns_tcp: "passed",
+  tls: "passed",
+  discovery: "passed",
+  token_request: "passed",
+  token_claims: "passed",
+  clock_skew: "passed",
+  service_token: "passed",
+  mcp_initialize: "passed"
+}
+
+describe("mcp-auth doctor (built binary)", () => {
+  it("passes every check against a working setup (exit 0, lines and JSON)", async () => {
+    const file = workflow({ issuer: as.issuer, mcp: mcpService, serviceToken: "serviceToken" })
+    const { checks, code, human } = await doctor(file)
+    expect(code, human.stdout + human.stderr).toBe(0)
+    expect(statuses(checks)).toEqual(allPassed)
+    expect(checks.map((c) => c.name)).toEqual(Object.keys(allPassed))
+    for (const check of checks) {
+      expect(check).toMatchObject({ group: "docs", provider: "doc_sa", fix: null })
+      expect(typeof check.ms).toBe("number")
+    }
+    expect(lineOf(human.stdout, "TLS").line).toMatch(/chain verified against ca_file .*ca\.pem.*days left.*matches/)
+    expect(lineOf(human.stdout, "MCP initialize").line).toMatch(/200 from .*: server /)
+    expect(lineOf(human.stdout, "service token").line).toContain(`${SERVICE_HEADER} produced by function`)
+    expect(human.stdout).toContain("group docs → provider doc_sa")
+    expect(human.stdout).toContain("✓ 0 failed, 9 passed, 0 skipped, 0 not applicable")
+    expect(human.stdout).toContain("– skipped (a check it depends on failed)")
+    expect(human.stderr).toBe("")
+  }, 60_000)
+
+  it("marks discovery and the service token as not applicable when they are not configured", async () => {
+    const { checks, code, human } = await doctor(workflow())
+    expect(code).toBe(0)
+    expect(statuses(checks)).toEqual({ ...allPassed, discovery: "not_applicable", service_token: "not_applicable" })
+    expect(lineOf(human.stdout, "discovery").line).toMatch(/^ {2}· discovery .*not configured \(no issuer\)$/)
+  }, 60_000)
+
+  it("config: lists every unset variable at once, skips everything else (exit 3)", async () => {
+    const file = workflow({ extra: "    audience: ${DOCTOR_UNSET_AUDIENCE}" })
+    Fs.writeFileSync(file, Fs.readFileSync(file, "utf8").replace("client_id: svc-doc", "client_id: ${DOCTOR_UNSET_ID}"))
+    const { checks, code, human } = await doctor(file)
+    expect(code).toBe(3)
+    expect(checks[0]).toMatchObject({ name: "config", status: "failed", group: null, provider: null })
+    expect(checks[0]!.detail).toContain("DOCTOR_UNSET_ID is not set")
+    expect(checks[0]!.detail).toContain("DOCTOR_UNSET_AUDIENCE is not set")
+    expect(checks[0]!.fix).toContain("Verify all environment variables are set in your CI/CD platform")
+    expect(checks.slice(1).every((c) => c.status === "skipped" && c.ms === null)).toBe(true)
+    expect(lineOf(human.stdout, "DNS and TCP").line).toContain("skipped: config and environment failed")
+    expect(human.stderr).toContain("Error: 1 check failed: config and environment")
+  }, 60_000)
+
+  it("DNS and TCP: a token_url on a closed port fails, the token checks skip (exit 7)", async () => {
+    const port = await closedPort()
+    const { checks, code, human } = await doctor(workflow({ tokenUrl: `https://127.0.0.1:${port}/token` }))
+    expect(code).toBe(7)
+    expect(statuses(checks)).toEqual({
+      config: "passed",
+      dns_tcp: "failed",
+      tls: "skipped",
+      discovery: "not_applicable",
+      token_request: "skipped",
+      token_claims: "skipped",
+      clock_skew: "skipped",
+      service_token: "not_applicable",
+      mcp_initialize: "skipped"
+    })
+    const { fix, line } = lineOf(human.stdout, "DNS and TCP")
+    expect(line).toContain("ECONNREFUSED")
+    expect(fix).toContain("Nothing listens there: check the port of token_url")
+  }, 60_000)
+
+  it("TLS: a token endpoint whose CA is not trusted fails with the ca_file hint (exit 6)", async () => {
+    const untrusted = await HostileServer.start((_, res) => {
+      res.end("{}")
+    }, { https: pki.unknownCa.leafOnly })
+    servers.push(untrusted)
+    const { checks, code, human } = await doctor(workflow({ tokenUrl: `${untrusted.origin}/token` }))
+    expect(code).toBe(6)
+    expect(statuses(checks)).toEqual({
+      ...allPassed,
+      tls: "failed",
+      discovery: "not_applicable",
+      token_request: "skipped",
+      token_claims: "skipped",
+      clock_skew: "skipped",
+      service_token: "not_applicable",
+      mcp_initialize: "skipped"
+    })
+    const { fix, line } = lineOf(human.stdout, "TLS")
+    expect(line).toMatch(/chain not verified against ca_file .*ca\.pem/)
+    expect(fix).toContain("set ca_file in the provider config")
+    expect(untrusted.requests).toHaveLength(0)
+  }, 60_000)
+
+  it("discovery: metadata naming another issuer fails, the token request skips (exit 3)", async () => {
+    const metadata = await hostile((req, res) => {
+      res.setHeader("content-type", "application/json")
+      res.end(JSON.stringify({ issuer: "https://elsewhere.example", token_endpoint: as.tokenUrl }))
+    })
+    const { checks, code, human } = await doctor(workflow({ issuer: metadata.origin }))
+    expect(code).toBe(3)
+    expect(statuses(checks)).toEqual({
+      ...allPassed,
+      discovery: "failed",
+      token_request: "skipped",
+      token_claims: "skipped",
+      service_token: "not_applicable",
+      mcp_initialize: "skipped"
+    })
+    const { fix, line } = lineOf(human.stdout, "discovery")
+    expect(line).toContain("issuer_mismatch")
+    expect(fix).toContain("Set issuer to exactly the authorization server's issuer")
+  }, 60_000)
+
+  it("discovery: metadata naming another token endpoint than token_url fails with the fix", async () => {
+    let issuer = ""
+    const metadata = await hostile((_, res) => {
+      res.setHeader("content-type", "application/json")
+      res.end(JSON.stringify({ issuer, token_endpoint: "https://127.0.0.1:1/other/token" }))
+    })
+    issuer = metadata.origin
+    const { checks, code, human } = await doctor(workflow({ issuer: metadata.origin }))
+    expect(code).toBe(3)
+    expect(statuses(checks)).toMatchObject({ discovery: "failed", token_request: "skipped", mcp_initialize: "skipped" })
+    const { fix, line } = lineOf(human.stdout, "discovery")
+    expect(line).toContain("names the token endpoint https://127.0.0.1:1/other/token, not token_url")
+    expect(fix).toBe(
+      "Set token_url to https://127.0.0.1:1/other/token, or issuer to the authorization server of token_url."
+    )
+  }, 60_000)
+
+  it("token request: a wrong client secret fails with the typed error and its hint (exit 4)", async () => {
+    const { checks, code, human } = await doctor(workflow({ mcp: mcpService, serviceToken: "serviceToken" }), {
+      secret: "a-wrong-Secret:value"
+    })
+    expect(code).toBe(4)
+    expect(statuses(checks)).toEqual({
+      ...allPassed,
+      discovery: "not_applicable",
+      token_request: "failed",
+      token_claims: "skipped",
+      mcp_initialize: "skipped"
+    })
+    const { fix, line } = lineOf(human.stdout, "token request")
+    expect(line).toContain("InvalidCredentialsError")
+    expect(fix).toContain("Verify your client ID and client secret are correct")
+    expect(human.stdout + human.stderr).not.toContain("a-wrong-Secret:value")
+  }, 60_000)
+
+  it("token claims: a token for another audience fails, MCP initialize skips (exit 3)", async () => {
+    as.setAudience("https://other.example/mcp")
+    try {
+      const { checks, code, human } = await doctor(workflow({ resource: null }))
+      expect(code).toBe(3)
+      expect(statuses(checks)).toEqual({
+        ...allPassed,
+        discovery: "not_applicable",
+        token_claims: "failed",
+        service_token: "not_applicable",
+        mcp_initialize: "skipped"
+      })
+      const { fix, line } = lineOf(human.stdout, "token claims")
+      expect(line).toContain(`aud is https://other.example/mcp, not ${mcp.url} (server.url)`)
+      expect(fix).toContain(`set resource: ${mcp.url}`)
+    } finally {
+      as.setAudience(as.issuer)
+    }
+  }, 60_000)
+
+  it("token claims: a lifetime not above token_cache_buffer_seconds fails", async () => {
+    as.setAccessTokenTtl(120)
+    try {
+      const { checks, code, human } = await doctor(workflow())
+      expect(code).toBe(3)
+      expect(statuses(checks)).toMatchObject({ token_claims: "failed", mcp_initialize: "skipped" })
+      const { fix, line } = lineOf(human.stdout, "token claims")
+      expect(line).toContain("the token lives 120 s, not more than token_cache_buffer_seconds (300 s)")
+      expect(fix).toContain("lower token_cache_buffer_seconds below 60")
+    } finally {
+      as.setAccessTokenTtl(3600)
+    }
+  }, 60_000)
+
+  it("token claims: granted scopes missing a requested one fail", async () => {
+    const endpoint = await hostile(async (_, res) => {
+      const token = await as.mint({ clientId: "svc-doc", audience: mcp.url, scope: "mcp:read" })
+      res.setHeader("content-type", "application/json")
+      res.end(JSON.stringify({ access_token: token, token_type: "Bearer", expires_in: 3600 }))
+    })
+    const { checks, code, human } = await doctor(workflow({ tokenUrl: `${endpoint.origin}/token` }))
+    expect(code).toBe(3)
+    expect(statuses(checks)).toMatchObject({
+      token_request: "passed",
+      token_claims: "failed",
+      mcp_initialize: "skipped"
+    })
+    const { fix, line } = lineOf(human.stdout, "token claims")
+    expect(line).toContain("scopes granted: mcp:read; missing: mcp:tools")
+    expect(fix).toContain("grant the client the scopes mcp:tools")
+  }, 60_000)
+
+  it("clock skew: a token endpoint whose Date is hours off fails; the rest passes (exit 3)", async () => {
+    const endpoint = await hostile((req, res) => {
+      res.setHeader("date", new Date(Date.now() - 3 * 3600_000).toUTCString())
+      res.setHeader("content-type", "application/json")
+      res.end(
+        req.method === "POST"
+          ? JSON.stringify({ access_token: OPAQUE_TOKEN, token_type: "Bearer", expires_in: 3600, scope: "mcp:tools" })
+          : "{}"
+      )
+    })
+    // opaque tokens carry no scopes for the test MCP server: one that requires none
+    const opaque = await McpServer.start({ https: pki.server, acceptOpaqueToken: (t) => t === OPAQUE_TOKEN })
+    servers.push(opaque)
+    const { checks, code, human } = await doctor(
+      workflow({ tokenUrl: `${endpoint.origin}/token`, mcp: opaque, resource: null })
+    )
+    expect(code).toBe(3)
+    expect(statuses(checks)).toEqual({
+      ...allPassed,
+      discovery: "not_applicable",
+      clock_skew: "failed",
+      service_token: "not_applicable"
+    })
+    const { fix, line } = lineOf(human.stdout, "clock skew")
+    expect(line).toMatch(/token endpoint: 3 h 0 min behind; MCP server: in step/)
+    expect(fix).toContain("Set the local clock right (NTP), or the token endpoint's")
+    expect(lineOf(human.stdout, "token claims").line).toContain("opaque token")
+  }, 60_000)
+
+  it("service token: a function that throws fails, MCP initialize skips (exit 9)", async () => {
+    const { checks, code, human } = await doctor(workflow({ mcp: mcpService, serviceToken: "brokenServiceToken" }))
+    expect(code).toBe(9)
+    expect(statuses(checks)).toEqual({
+      ...allPassed,
+      discovery: "not_applicable",
+      service_token: "failed",
+      mcp_initialize: "skipped"
+    })
+    const { fix, line } = lineOf(human.stdout, "service token")
+    expect(line).toContain("the vault is sealed")
+    expect(fix).toContain("Check service_token in the provider config")
+  }, 60_000)
+
+  it("MCP initialize: a 401 is decoded from WWW-Authenticate (exit 10)", async () => {
+    const otherAudience = await McpServer.start({
+      authorizationServer: as,
+      ca: pki.ca,
+      https: pki.server,
+      audience: "https://another.example/mcp"
+    })
+    servers.push(otherAudience)
+    const { checks, code, human } = await doctor(workflow({ mcp: otherAudience }))
+    expect(code).toBe(10)
+    expect(statuses(checks)).toEqual({
+      ...allPassed,
+      discovery: "not_applicable",
+      service_token: "not_applicable",
+      mcp_initialize: "failed"
+    })
+    const { fix, line } = lineOf(human.stdout, "MCP initialize")
+    expect(line).toMatch(/401 from .*: invalid_token \(.+\)/)
+    expect(fix).toContain("The MCP server refused the token")
+  }, 60_000)
+
+  it("MCP initialize: a 403 for a wrong service token names the header (exit 10)", async () => {
+    const { checks, code, human } = await doctor(workflow({ mcp: mcpService, serviceToken: "wrongServiceToken" }))
+    expect(code).toBe(10)
+    expect(statuses(checks)).toEqual({ ...allPassed, discovery: "not_applicable", mcp_initialize: "failed" })
+    const { fix, line } = lineOf(human.stdout, "MCP initialize")
+    expect(line).toContain(`403 from ${mcpService.url}: Invalid ${SERVICE_HEADER} header`)
+    expect(fix).toContain(`The MCP server refused the service token sent in ${SERVICE_HEADER}`)
+  }, 60_000)
+
+  it("MCP initialize: a server echoing the token in its 401 gets it printed redacted", async () => {
+    let seen: string | undefined
+    const echo = await hostile((req, res) => {
+      seen = req.headers.authorization?.replace(/^Bearer /, "")
+      res.statusCode = 401
+      res.setHeader("www-authenticate", `Bearer error="invalid_token", error_description="token ${seen} revoked"`)
+      res.end()
+    })
+    const { checks, code, human, json } = await doctor(workflow({ mcp: { url: `${echo.origin}/mcp` } }))
+    expect(code).toBe(10)
+    expect(seen).toBeDefined()
+    expect(checks.find((c) => c.name === "mcp_initialize")!.detail).toContain("token <redacted> revoked")
+    expect(human.stdout + human.stderr + json.stdout + json.stderr).not.toContain(seen!)
+  }, 60_000)
+
+  it("--group picks one group; an unknown group is a usage error (exit 2)", async () => {
+    const file = workflow()
+    const one = await run(["doctor", "-c", file, "--group", "docs", "--json"], env())
+    expect(one.code).toBe(0)
+    expect(new Set((JSON.parse(one.stdout) as Array<Check>).map((c) => c.group))).toEqual(new Set(["docs"]))
+    const unknown = await run(["doctor", "-c", file, "--group", "nope"], env())
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toContain("no function group nope")
+  }, 60_000)
+
+  it("prints no secret, access token or service token in any output", () => {
+    const tokens = as.tokenRequests.map((r) => r.accessToken).filter((t): t is string => t !== undefined)
+    expect(tokens.length).toBeGreaterThan(0)
+    const all = outputs.join("\n")
+    expect(all.length).toBeGreaterThan(0)
+    for (const secret of [SECRET, SERVICE_TOKEN, OPAQUE_TOKEN, ...tokens]) expect(all).not.toContain(secret)
+  })
+})
