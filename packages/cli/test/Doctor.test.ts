@@ -361,7 +361,7 @@ describe("mcp-auth doctor (built binary)", () => {
     expect(human.stdout + human.stderr).not.toContain("a-wrong-Secret:value")
   }, 60_000)
 
-  it("token claims: a token for another audience fails, MCP initialize skips (exit 3)", async () => {
+  it("token claims: a token for another audience fails, and MCP initialize confirms it (exit 3)", async () => {
     as.setAudience("https://other.example/mcp")
     try {
       const { checks, code, human } = await doctor(workflow({ resource: null }))
@@ -371,7 +371,8 @@ describe("mcp-auth doctor (built binary)", () => {
         discovery: "not_applicable",
         token_claims: "failed",
         service_token: "not_applicable",
-        mcp_initialize: "skipped"
+        // the claims are read unverified: the server's answer still runs, and agrees
+        mcp_initialize: "failed"
       })
       const { fix, line } = lineOf(human.stdout, "token claims")
       expect(line).toContain(`aud is https://other.example/mcp, not ${mcp.url} (server.url)`)
@@ -386,7 +387,8 @@ describe("mcp-auth doctor (built binary)", () => {
     try {
       const { checks, code, human } = await doctor(workflow())
       expect(code).toBe(3)
-      expect(statuses(checks)).toMatchObject({ token_claims: "failed", mcp_initialize: "skipped" })
+      // a short lifetime costs refreshes, not access: the server accepts the token
+      expect(statuses(checks)).toMatchObject({ token_claims: "failed", mcp_initialize: "passed" })
       const { fix, line } = lineOf(human.stdout, "token claims")
       expect(line).toContain("the token lives 120 s, not more than token_cache_buffer_seconds (300 s)")
       expect(fix).toContain("lower token_cache_buffer_seconds below 60")
@@ -406,7 +408,7 @@ describe("mcp-auth doctor (built binary)", () => {
     expect(statuses(checks)).toMatchObject({
       token_request: "passed",
       token_claims: "failed",
-      mcp_initialize: "skipped"
+      mcp_initialize: "failed"
     })
     const { fix, line } = lineOf(human.stdout, "token claims")
     expect(line).toContain("scopes granted: mcp:read; missing: mcp:tools")
@@ -437,7 +439,8 @@ describe("mcp-auth doctor (built binary)", () => {
       service_token: "not_applicable"
     })
     const { fix, line } = lineOf(human.stdout, "clock skew")
-    expect(line).toMatch(/token endpoint: 3 h 0 min behind; MCP server: in step/)
+    // the measured skew includes part of the request's round trip: a loaded machine may read a little off
+    expect(line).toMatch(/token endpoint: (3 h 0 min|2 h 59 min) behind; MCP server: (in step|\d+ s (ahead|behind))/)
     expect(fix).toContain("Set the local clock right (NTP), or the token endpoint's")
     expect(lineOf(human.stdout, "token claims").line).toContain("opaque token")
   }, 60_000)

@@ -13,6 +13,12 @@
  * `assertion`; files are read again for each request), and `saveTokens()` adopts the SDK's new token into the cache,
  * so a revocation costs exactly one token request.
  *
+ * Bound to its authorization server: `clientInformation()` and the discovery state carry `issuer` (the configured one,
+ * else the token endpoint's origin), so hosts that check the binding (the Vercel AI SDK, SDK 1.32) accept the client;
+ * `tokens()` also offers a placeholder `refresh_token`, because the AI SDK's only non-interactive recovery from a 401
+ * is a refresh, which `addClientAuthentication` turns into the configured grant. Credentials are added only to a
+ * request whose destination is the configured token endpoint; anything else, or no known destination, is refused.
+ *
  * Limits (SDK 1.32, documented in the README):
  * - The service token (dual pattern) cannot travel through `authProvider`; add it with a `fetch` or static headers.
  * - The SDK's own token request after a 401 bypasses mcp-auth's retry policy, `Retry-After` handling and typed
@@ -107,6 +113,8 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
   // the authorization server the client is bound to: hosts check it against what they discover (the AI SDK refuses
   // client credentials bound to none); the MCP SDK wants it equal to discoveryState's
   const issuer = config.issuer ?? tokenUrl.origin
+  /** Beyond OAuthTokens: where the tokens come from, for hosts that check it before a refresh (the AI SDK). */
+  const binding: Record<string, string> = { issuer, authorization_server: issuer, token_endpoint: tokenUrl.href }
   /** Drops the token the host saw rejected, and says which grant and parameters the token request carries. */
   const grantParams = async (params: URLSearchParams): Promise<void> => {
     const rejected = handedOut
@@ -140,7 +148,7 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
           // addClientAuthentication turns that request into the configured grant; never sent as such
           refresh_token: REFRESH_SENTINEL,
           // the authorization server these tokens belong to: the AI SDK refreshes only against the same one
-          ...{ issuer, authorization_server: issuer, token_endpoint: tokenUrl.href },
+          ...binding,
           expires_in: Math.max(0, Math.floor((token.expiresAt - now) / 1000)),
           ...(token.scopes.length > 0 ? { scope: token.scopes.join(" ") } : {})
         }
@@ -178,11 +186,21 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
       // credentials go to the configured token endpoint only, whatever a host discovered (an MCP server's metadata
       // can name any authorization server, and that server's metadata any token endpoint). The MCP SDK passes the
       // token endpoint as `url`; the AI SDK passes the authorization server there and posts to the metadata's.
-      const destination = metadata?.token_endpoint ?? url
-      if (destination !== undefined && !sameEndpoint(destination, tokenUrl)) {
+      // Without metadata the AI SDK posts to `/token` of `url`: both must be the token endpoint. Nothing to check
+      // against: refused (fail closed).
+      const destinations = metadata?.token_endpoint !== undefined
+        ? [metadata.token_endpoint]
+        : url !== undefined
+        ? [url, String(new URL("/token", url))]
+        : []
+      const wrong = destinations.length === 0
+        ? "an unknown destination"
+        : destinations.find((d) => !sameEndpoint(d, tokenUrl))
+      if (wrong !== undefined) {
         throw new Error(
-          `mcp-auth refuses to send client credentials to ${Scrub.url(String(destination))}: it is not the ` +
-            `configured token endpoint ${Scrub.url(tokenUrl)}`
+          `mcp-auth refuses to send client credentials to ${
+            wrong === "an unknown destination" ? wrong : Scrub.url(String(wrong))
+          }: it is not the configured token endpoint ${Scrub.url(tokenUrl)}`
         )
       }
       if (params.get("grant_type") === "refresh_token") {

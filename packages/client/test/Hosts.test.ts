@@ -167,7 +167,7 @@ describe("Vercel AI SDK createMCPClient (@ai-sdk/mcp)", () => {
           return client.tools()
         }
       }))
-      expect(String(error)).toMatch(/credentials|issuer|authorization server/i)
+      expect(String(error)).toContain("does not match expected issuer")
       expect(rogue.requests.filter((r) => r.path === "/token")).toHaveLength(0)
       // and should a host believe it: the adapter itself refuses any token endpoint but the configured one, whether
       // the host passes it as the URL (MCP SDK) or in the metadata (AI SDK)
@@ -185,6 +185,20 @@ describe("Vercel AI SDK createMCPClient (@ai-sdk/mcp)", () => {
             token_endpoint: rogueToken
           } as never)
         ).rejects.toThrow("refuses to send client credentials")
+        expect(headers.get("authorization")).toBeNull()
+        // no destination at all: refused too
+        await expect(provider.addClientAuthentication!(headers, grant(), undefined as never)).rejects.toThrow(
+          "refuses to send client credentials to an unknown destination"
+        )
+        // a refresh token that is not ours is never forwarded
+        await expect(
+          provider.addClientAuthentication!(
+            headers,
+            new URLSearchParams({ grant_type: "refresh_token", refresh_token: "someone-else's" }),
+            new URL(s.as.tokenUrl),
+            { issuer: s.as.issuer, token_endpoint: s.as.tokenUrl } as never
+          )
+        ).rejects.toThrow("issued no refresh token")
         expect(headers.get("authorization")).toBeNull()
         await provider.addClientAuthentication!(headers, grant(), new URL(s.as.tokenUrl))
         expect(headers.get("authorization")).toMatch(/^Basic /)

@@ -140,6 +140,12 @@ export const fromProvider = (provider: ServiceAccountConfig.ServiceAccountConfig
   if (passphrase !== undefined) add(Redacted.value(passphrase))
   if (provider.proxyUrl !== undefined) addProxy(Redacted.value(provider.proxyUrl))
   if (provider.serviceToken?._tag === "Static") add(Redacted.value(provider.serviceToken.token))
+  // a function's arguments often hold secrets (a vault token) that its errors may repeat
+  const kwargs = [
+    ...(provider.serviceToken?._tag === "Function" ? Object.values(provider.serviceToken.kwargs) : []),
+    ...(assertion?._tag === "Function" ? Object.values(assertion.kwargs) : [])
+  ]
+  for (const value of kwargs) if (typeof value === "string") add(value)
 }
 
 /** The secrets written in a workflow file (or its environment). @internal */

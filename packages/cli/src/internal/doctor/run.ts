@@ -287,7 +287,7 @@ const makeChecks = (
       ? { value: provider.audience, from: "audience" }
       : group === undefined
       ? undefined
-      : { value: group.url.href, from: "server.url" }
+      : { value: Scrub.url(group.url), from: "server.url" }
     const { facts, problems } = evaluateClaims({
       claims: decodeJwt(current.value),
       expectedAudience,
