@@ -13,6 +13,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Bundle from "./utils/bundle.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../../..")
 const cliDir = Path.join(root, "packages/cli")
@@ -58,34 +59,6 @@ const tempDir = (prefix: string) => {
   return dir
 }
 
-/** The newest modification time of the files under a directory (0 when it does not exist). */
-const newest = (dir: string): number =>
-  Fs.existsSync(dir)
-    ? Fs.readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile())
-      .reduce((max, e) => Math.max(max, Fs.statSync(Path.join(e.parentPath, e.name)).mtimeMs), 0)
-    : 0
-
-/**
- * Builds the bundle unless it is newer than what it is made of: every package's sources and package.json (the
- * versions it inlines), the examples it ships and the bundle script.
- */
-const ensureBundle = () => {
-  const packages = Path.join(root, "packages")
-  const mtime = (file: string) => Fs.existsSync(file) ? Fs.statSync(file).mtimeMs : 0
-  const sources = Math.max(
-    mtime(Path.join(cliDir, "scripts/bundle.mjs")),
-    newest(examples),
-    ...Fs.readdirSync(packages).flatMap((name) => [
-      newest(Path.join(packages, name, "src")),
-      mtime(Path.join(packages, name, "package.json"))
-    ])
-  )
-  const built = Fs.existsSync(bin) && Fs.existsSync(notices) ? Fs.statSync(bin).mtimeMs : 0
-  if (built <= sources) {
-    ChildProcess.execFileSync(process.execPath, [Path.join(cliDir, "scripts/bundle.mjs")], { stdio: "pipe" })
-  }
-}
-
 const cli = async (args: ReadonlyArray<string>, extraEnv: Record<string, string> = {}) => {
   const result = await run(args, { ...env, ...extraEnv })
   outputs.push(result.stdout, result.stderr)
@@ -93,7 +66,7 @@ const cli = async (args: ReadonlyArray<string>, extraEnv: Record<string, string>
 }
 
 beforeAll(async () => {
-  ensureBundle()
+  Bundle.ensureBundle()
   const pki = await TestPki.shared()
   caFile = Path.join(tempDir("mcp-auth-cli-"), "ca.pem")
   Fs.writeFileSync(caFile, pki.ca)

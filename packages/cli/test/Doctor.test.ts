@@ -12,6 +12,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Bundle from "./utils/bundle.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../../..")
 const cliDir = Path.join(root, "packages/cli")
@@ -45,30 +46,6 @@ let pki: TestPki.TestPki
 let as: AuthorizationServer.AuthorizationServer & { close(): Promise<void> }
 let mcp: McpServer.McpServer & { close(): Promise<void> }
 let mcpService: McpServer.McpServer & { close(): Promise<void> }
-
-/** The newest modification time of the files under a directory (0 when it does not exist). */
-const newest = (dir: string): number =>
-  Fs.existsSync(dir)
-    ? Fs.readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile())
-      .reduce((max, e) => Math.max(max, Fs.statSync(Path.join(e.parentPath, e.name)).mtimeMs), 0)
-    : 0
-
-/** Builds the bundle unless it is newer than every package's sources and package.json, and the bundle script. */
-const ensureBundle = () => {
-  const packages = Path.join(root, "packages")
-  const mtime = (file: string) => Fs.existsSync(file) ? Fs.statSync(file).mtimeMs : 0
-  const sources = Math.max(
-    mtime(Path.join(cliDir, "scripts/bundle.mjs")),
-    newest(Path.join(root, "examples/nat-workflows")),
-    ...Fs.readdirSync(packages).flatMap((name) => [
-      newest(Path.join(packages, name, "src")),
-      mtime(Path.join(packages, name, "package.json"))
-    ])
-  )
-  if (mtime(bin) <= sources) {
-    ChildProcess.execFileSync(process.execPath, [Path.join(cliDir, "scripts/bundle.mjs")], { stdio: "pipe" })
-  }
-}
 
 const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<Run> =>
   new Promise((resolve) => {
@@ -174,7 +151,7 @@ const hostile = async (handler: HostileServer.Handler) => {
 }
 
 beforeAll(async () => {
-  ensureBundle()
+  Bundle.ensureBundle()
   pki = await TestPki.shared()
   dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "mcp-auth-doctor-"))
   caFile = Path.join(dir, "ca.pem")

@@ -17,6 +17,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Bundle from "./utils/bundle.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../../..")
 const cliDir = Path.join(root, "packages/cli")
@@ -48,30 +49,6 @@ const run = (args: ReadonlyArray<string>): Promise<Run> =>
       }
     )
   })
-
-/** The newest modification time of the files under a directory (0 when it does not exist). */
-const newest = (dir: string): number =>
-  Fs.existsSync(dir)
-    ? Fs.readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile())
-      .reduce((max, e) => Math.max(max, Fs.statSync(Path.join(e.parentPath, e.name)).mtimeMs), 0)
-    : 0
-
-/** Builds the bundle unless it is newer than every package's sources and package.json, and the bundle script. */
-const ensureBundle = () => {
-  const packages = Path.join(root, "packages")
-  const mtime = (file: string) => Fs.existsSync(file) ? Fs.statSync(file).mtimeMs : 0
-  const sources = Math.max(
-    mtime(Path.join(cliDir, "scripts/bundle.mjs")),
-    newest(Path.join(root, "examples/nat-workflows")),
-    ...Fs.readdirSync(packages).flatMap((name) => [
-      newest(Path.join(packages, name, "src")),
-      mtime(Path.join(packages, name, "package.json"))
-    ])
-  )
-  if (mtime(bin) <= sources) {
-    ChildProcess.execFileSync(process.execPath, [Path.join(cliDir, "scripts/bundle.mjs")], { stdio: "pipe" })
-  }
-}
 
 const start = async (handler: HostileServer.Handler) => {
   const server = await HostileServer.start(handler)
@@ -184,7 +161,7 @@ const mcp = (options: {
 const unsafe = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/
 
 beforeAll(() => {
-  if (otherBin === undefined) ensureBundle()
+  if (otherBin === undefined) Bundle.ensureBundle()
 }, 120_000)
 
 afterAll(async () => {

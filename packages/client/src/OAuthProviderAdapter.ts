@@ -36,6 +36,7 @@
  */
 import type * as AccessToken from "@mcp-auth/service-account/AccessToken"
 import * as ClientAuthentication from "@mcp-auth/service-account/ClientAuthentication"
+import * as Discovery from "@mcp-auth/service-account/Discovery"
 import * as Scrub from "@mcp-auth/service-account/Scrub"
 import type { ServiceAccountConfig } from "@mcp-auth/service-account/ServiceAccountConfig"
 import type * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
@@ -69,16 +70,8 @@ export interface Options {
  */
 const REFRESH_SENTINEL = "mcp-auth:client-credentials"
 
-/** The same token endpoint: origin and path (a trailing slash ignored), the query too. */
-const sameEndpoint = (url: string | URL, tokenUrl: URL): boolean => {
-  try {
-    const a = new URL(url)
-    const strip = (u: URL) => `${u.origin}${u.pathname.replace(/\/$/, "")}${u.search}`
-    return strip(a) === strip(tokenUrl)
-  } catch {
-    return false
-  }
-}
+/** The same token endpoint (origin, path without a trailing slash, query). */
+const sameEndpoint = (url: string | URL, tokenUrl: URL): boolean => Discovery.sameUrl(String(url), tokenUrl.href)
 
 const nonInteractive = (what: string) => () => {
   throw new Error(

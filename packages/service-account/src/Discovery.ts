@@ -119,6 +119,15 @@ export const makeCache: (
   internal.makeCache
 
 /**
+ * Whether two identifiers (issuers, resources, endpoints) are the same: compared as URLs (origin, path without a
+ * trailing slash, query), else as text.
+ *
+ * @since 0.3.0
+ * @category Combinators
+ */
+export const sameUrl: (a: string, b: string) => boolean = internal.sameUrl
+
+/**
  * `resource_metadata`, `scope` and `error` of a `WWW-Authenticate: Bearer …` challenge.
  *
  * @since 0.3.0

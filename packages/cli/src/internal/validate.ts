@@ -5,7 +5,9 @@
  * @internal
  */
 import * as ClientAuthentication from "@mcp-auth/service-account/ClientAuthentication"
+import type * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import { ConfigIssue, ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
+import type * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as ServiceTokenLoader from "@mcp-auth/workflow/ServiceTokenLoader"
 import * as WorkflowConfig from "@mcp-auth/workflow/WorkflowConfig"
 import * as Console from "effect/Console"
@@ -13,41 +15,55 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 
 /**
- * Every provider's credential files and keys, checked as its first token request would read them, and its
- * `client_assertion.function` module loaded (not called): one `ConfigurationError` listing the problems of all
- * providers, each under `authentication.<name>.<field>` and naming the file, never its contents.
+ * One provider's credential files and keys, checked as its first token request would read them, and its
+ * `client_assertion.function` module loaded (not called): the problems, each under `authentication.<name>.<field>`
+ * and naming the file, never its contents.
+ *
+ * @internal
+ */
+export const providerIssues = (
+  name: string,
+  provider: ServiceAccountConfig.ServiceAccountConfig,
+  load: ServiceToken.FunctionLoader
+): Effect.Effect<Array<ConfigIssue>> =>
+  Effect.gen(function*() {
+    const issues: Array<ConfigIssue> = []
+    const assertion = provider.clientAssertion
+    if (assertion?._tag === "Function" && typeof assertion.function === "string") {
+      const loaded = yield* Effect.either(load(assertion.function))
+      if (Either.isLeft(loaded)) {
+        issues.push(
+          new ConfigIssue({
+            path: `authentication.${name}.client_assertion.function`,
+            message: `client_assertion.function cannot be loaded: ${loaded.left.detail}`
+          })
+        )
+      }
+    }
+    const checked = yield* Effect.either(ClientAuthentication.check(provider))
+    if (Either.isLeft(checked)) issues.push(...under(name, checked.left))
+    return issues
+  })
+
+/** A provider's configuration issues under `authentication.<name>`. @internal */
+export const under = (name: string, error: ConfigurationError): Array<ConfigIssue> =>
+  error.issues.map((issue) =>
+    new ConfigIssue({
+      path: `authentication.${name}${issue.path === "" ? "" : `.${issue.path}`}`,
+      message: issue.message
+    })
+  )
+
+/**
+ * Every provider's {@link providerIssues}: one `ConfigurationError` listing the problems of all providers.
  *
  * @internal
  */
 export const checkCredentials = (workflow: WorkflowConfig.WorkflowConfig) =>
   Effect.gen(function*() {
-    const issues: Array<ConfigIssue> = []
     const load = ServiceTokenLoader.make(workflow.baseDir)
-    for (const [name, provider] of workflow.providers) {
-      const assertion = provider.clientAssertion
-      if (assertion?._tag === "Function" && typeof assertion.function === "string") {
-        const loaded = yield* Effect.either(load(assertion.function))
-        if (Either.isLeft(loaded)) {
-          issues.push(
-            new ConfigIssue({
-              path: `authentication.${name}.client_assertion.function`,
-              message: `client_assertion.function cannot be loaded: ${loaded.left.detail}`
-            })
-          )
-        }
-      }
-      const checked = yield* Effect.either(ClientAuthentication.check(provider))
-      if (Either.isLeft(checked)) {
-        for (const issue of checked.left.issues) {
-          issues.push(
-            new ConfigIssue({
-              path: `authentication.${name}${issue.path === "" ? "" : `.${issue.path}`}`,
-              message: issue.message
-            })
-          )
-        }
-      }
-    }
+    const issues: Array<ConfigIssue> = []
+    for (const [name, provider] of workflow.providers) issues.push(...yield* providerIssues(name, provider, load))
     if (issues.length > 0) return yield* Effect.fail(new ConfigurationError({ issues }))
   })
 

@@ -199,8 +199,8 @@ const fetchObject = (
 const strings = (u: unknown): ReadonlyArray<string> | undefined =>
   Array.isArray(u) && u.every((s) => typeof s === "string") ? u : undefined
 
-/** Same identifier: compared as URLs, a trailing slash ignored. */
-const sameUrl = (a: string, b: string): boolean => {
+/** Same identifier: compared as URLs (origin, path without a trailing slash, query), else as text. @internal */
+export const sameUrl = (a: string, b: string): boolean => {
   const norm = (s: string) => {
     try {
       const url = new URL(s)

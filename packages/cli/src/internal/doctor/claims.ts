@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as Discovery from "@mcp-auth/service-account/Discovery"
 
 /** The most a server's clock, or a token's `iat`/`nbf`, may be off the local clock before the doctor fails. @internal */
 export const maxSkewSeconds = 60
@@ -20,19 +21,6 @@ export const decodeJwt = (token: string): Record<string, unknown> | undefined =>
   } catch {
     return undefined
   }
-}
-
-/** Same resource: compared as URLs (a trailing slash ignored), else as text. */
-const sameResource = (a: string, b: string): boolean => {
-  const norm = (s: string) => {
-    try {
-      const url = new URL(s)
-      return `${url.origin}${url.pathname.replace(/\/$/, "")}${url.search}`
-    } catch {
-      return s
-    }
-  }
-  return norm(a) === norm(b)
 }
 
 /** @internal */
@@ -89,7 +77,7 @@ export const evaluateClaims = (input: ClaimsInput): ClaimsReport => {
       : []
     const expected = input.expectedAudience
     if (expected !== undefined) {
-      if (aud.some((a) => sameResource(a, expected.value))) facts.push(`aud matches ${expected.from}`)
+      if (aud.some((a) => Discovery.sameUrl(a, expected.value))) facts.push(`aud matches ${expected.from}`)
       else {
         problems.push({
           problem: `aud is ${aud.length === 0 ? "missing" : aud.join(", ")}, not ${expected.value} (${expected.from})`,

@@ -13,7 +13,7 @@ import * as Discovery from "@mcp-auth/service-account/Discovery"
 import * as RequestContext from "@mcp-auth/service-account/RequestContext"
 import * as Scrub from "@mcp-auth/service-account/Scrub"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
-import { ConfigIssue, ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
+import { ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
 import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
@@ -30,6 +30,7 @@ import * as Stream from "effect/Stream"
 import * as Doctor from "../../Doctor.js"
 import { DoctorError, ExitCode, report, UsageError } from "../../Errors.js"
 import * as Secrets from "../secrets.js"
+import * as Validate from "../validate.js"
 import { version } from "../versions.js"
 import { bearerError, decodeJwt, evaluateClaims, maxSkewSeconds, skewSeconds } from "./claims.js"
 import * as Network from "./network.js"
@@ -96,29 +97,11 @@ const makeChecks = (
   let serviceHeader: ServiceToken.ServiceHeader | undefined
 
   const config = Effect.gen(function*() {
-    const issues: Array<ConfigIssue> = []
-    const under = (e: ConfigurationError) =>
-      e.issues.map((i) =>
-        new ConfigIssue({ path: `authentication.${name}${i.path === "" ? "" : `.${i.path}`}`, message: i.message })
-      )
-    const assertion = provider.clientAssertion
-    if (assertion?._tag === "Function" && typeof assertion.function === "string") {
-      const loaded = yield* Effect.either(loadFunction(assertion.function))
-      if (Either.isLeft(loaded)) {
-        issues.push(
-          new ConfigIssue({
-            path: `authentication.${name}.client_assertion.function`,
-            message: `client_assertion.function cannot be loaded: ${loaded.left.detail}`
-          })
-        )
-      }
-    }
-    const checked = yield* Effect.either(ClientAuthentication.check(provider))
-    if (Either.isLeft(checked)) issues.push(...under(checked.left))
+    const issues = yield* Validate.providerIssues(name, provider, loadFunction)
     for (const tls of group === undefined ? [tokenTls] : [tokenTls, mcpTls]) {
       const files = yield* Effect.either(TokenHttpClient.connectOptions(tls))
       if (Either.isLeft(files)) {
-        for (const issue of under(files.left)) {
+        for (const issue of Validate.under(name, files.left)) {
           if (!issues.some((i) => i.toString() === issue.toString())) issues.push(issue)
         }
       }
