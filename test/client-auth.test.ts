@@ -73,7 +73,7 @@ const platformToken = (
 /** One token request with the configuration's own HTTP client (CA, client certificate, proxy). */
 const fetchToken = (input: Record<string, unknown>) =>
   Effect.suspend(() => {
-    const config = ServiceAccountConfig.decodeSync(input)
+    const config = ServiceAccountConfig.decodeSync(input) as ServiceAccountConfig.Resolved
     return TokenEndpoint.request(config).pipe(Effect.provide(TokenHttpClient.layerFromConfig(config)))
   })
 

@@ -175,6 +175,22 @@ const classify = (error: unknown): Report => {
       case "TokenEndpointError":
       case "MalformedResponseError":
         return { code: ExitCode.tokenEndpoint, message: error.message }
+      case "DiscoveryError":
+        // no credentials were sent: the metadata was unreachable, or it named something the configuration does not pin
+        return error.reason === "unreachable"
+          ? {
+            code: ExitCode.network,
+            message: error.message,
+            hint: "Check that the metadata URL is reachable from here."
+          }
+          : {
+            code: ExitCode.configuration,
+            message: error.message,
+            hint: error.reason === "issuer_not_trusted"
+              ? "Add the authorization server to allowed_issuers (or set issuer) only if you trust it with the " +
+                "credentials."
+              : "Set token_url to skip discovery, or fix issuer / allowed_issuers / the server's url as the message says."
+          }
       case "ServiceTokenError":
         return {
           code: ExitCode.serviceToken,

@@ -99,23 +99,35 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
   const provider = <A, E>(f: (p: TokenProvider.TokenProvider) => Effect.Effect<A, E>) =>
     run(Effect.flatMap(TokenProvider.TokenProvider, f))
   let handedOut: AccessToken.AccessToken | undefined
-  const tokenUrl = config.tokenUrl
   const serverUrl = options.serverUrl === undefined ? undefined : new URL(options.serverUrl)
-  const scope = config.scopes.length > 0 ? config.scopes.join(" ") : undefined
   const grantType = config.grantType === "jwt_bearer" ? ClientAuthentication.JWT_BEARER_GRANT : "client_credentials"
-  // the authorization server the client is bound to: hosts check it against what they discover (the AI SDK refuses
-  // client credentials bound to none); the MCP SDK wants it equal to discoveryState's
-  const issuer = config.issuer ?? tokenUrl.origin
+  /**
+   * The configuration with its token endpoint (discovered, when not configured), and the authorization server the
+   * client is bound to: hosts check it against what they discover (the AI SDK refuses client credentials bound to
+   * none); the MCP SDK wants it equal to discoveryState's.
+   */
+  const bound = () =>
+    provider((p) => p.resolved).then((resolved) => ({
+      resolved,
+      issuer: resolved.issuer ?? resolved.tokenUrl.origin,
+      scope: resolved.scopes.length > 0 ? resolved.scopes.join(" ") : undefined
+    }))
   /** Beyond OAuthTokens: where the tokens come from, for hosts that check it before a refresh (the AI SDK). */
-  const binding: Record<string, string> = { issuer, authorization_server: issuer, token_endpoint: tokenUrl.href }
+  const bindingOf = (issuer: string, tokenUrl: URL): Record<string, string> => ({
+    issuer,
+    authorization_server: issuer,
+    token_endpoint: tokenUrl.href
+  })
   /** Drops the token the host saw rejected, and says which grant and parameters the token request carries. */
   const grantParams = async (params: URLSearchParams): Promise<void> => {
     const rejected = handedOut
     if (rejected !== undefined) await provider((p) => p.invalidate(rejected))
+    const { resolved, scope } = await bound()
     params.set("grant_type", grantType)
     if (scope !== undefined && !params.has("scope")) params.set("scope", scope)
-    if (config.audience !== undefined) params.set("audience", config.audience)
+    if (resolved.audience !== undefined) params.set("audience", resolved.audience)
   }
+  const configuredScope = config.scopes.length > 0 ? config.scopes.join(" ") : undefined
 
   return {
     get redirectUrl() {
@@ -127,12 +139,12 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
         grant_types: [grantType],
         token_endpoint_auth_method: config.authMethod,
         client_name: options.clientName ?? "mcp-auth",
-        ...(scope !== undefined ? { scope } : {})
+        ...(configuredScope !== undefined ? { scope: configuredScope } : {})
       }
     },
-    clientInformation: () => ({ client_id: config.clientId, issuer }),
+    clientInformation: () => bound().then(({ issuer }) => ({ client_id: config.clientId, issuer })),
     tokens: async (): Promise<OAuthTokens> =>
-      provider((p) => Effect.zip(p.get, Clock.currentTimeMillis)).then(([token, now]) => {
+      provider((p) => Effect.all([p.get, Clock.currentTimeMillis, p.resolved])).then(([token, now, resolved]) => {
         handedOut = token
         return {
           access_token: Redacted.value(token.token),
@@ -141,7 +153,7 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
           // addClientAuthentication turns that request into the configured grant; never sent as such
           refresh_token: REFRESH_SENTINEL,
           // the authorization server these tokens belong to: the AI SDK refreshes only against the same one
-          ...binding,
+          ...bindingOf(resolved.issuer ?? resolved.tokenUrl.origin, resolved.tokenUrl),
           expires_in: Math.max(0, Math.floor((token.expiresAt - now) / 1000)),
           ...(token.scopes.length > 0 ? { scope: token.scopes.join(" ") } : {})
         }
@@ -152,30 +164,38 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
           Clock.currentTimeMillis,
           // validated like mcp-auth's own token responses: a token that cannot be sent, or an absurd lifetime, is
           // the typed error (rejecting the SDK's auth), never adopted
-          (now) => Effect.flatMap(TokenEndpoint.validate(config, tokens, now), p.adopt)
+          (now) =>
+            Effect.flatMap(
+              Effect.flatMap(p.resolved, (resolved) => TokenEndpoint.validate(resolved, tokens, now)),
+              p.adopt
+            )
         )
       ),
     redirectToAuthorization: nonInteractive("redirectToAuthorization"),
     saveCodeVerifier: nonInteractive("saveCodeVerifier"),
     codeVerifier: nonInteractive("codeVerifier"),
-    discoveryState: () => ({
-      authorizationServerUrl: issuer,
-      authorizationServerMetadata: {
-        issuer,
-        token_endpoint: tokenUrl.href,
-        authorization_endpoint: tokenUrl.href,
-        response_types_supported: ["token"],
-        grant_types_supported: [grantType],
-        token_endpoint_auth_methods_supported: [config.authMethod]
-      },
-      ...(serverUrl !== undefined
-        ? { resourceMetadata: { resource: serverUrl.href, authorization_servers: [issuer] } }
-        : {})
-    }),
+    discoveryState: () =>
+      bound().then(({ issuer, resolved }) => ({
+        authorizationServerUrl: issuer,
+        authorizationServerMetadata: {
+          issuer,
+          token_endpoint: resolved.tokenUrl.href,
+          authorization_endpoint: resolved.tokenUrl.href,
+          response_types_supported: ["token"],
+          grant_types_supported: [grantType],
+          token_endpoint_auth_methods_supported: [resolved.authMethod]
+        },
+        ...(serverUrl !== undefined
+          ? { resourceMetadata: { resource: serverUrl.href, authorization_servers: [issuer] } }
+          : {})
+      })),
     saveDiscoveryState: () => undefined,
-    validateResourceURL: async () => config.resource === undefined ? undefined : new URL(config.resource),
+    validateResourceURL: () =>
+      bound().then(({ resolved }) => resolved.resource === undefined ? undefined : new URL(resolved.resource)),
     // a fresh authentication per token request: files read again, a new assertion (and jti) signed
     addClientAuthentication: async (headers, params, url, metadata) => {
+      const { resolved } = await bound()
+      const tokenUrl = resolved.tokenUrl
       // credentials go to the configured token endpoint only, whatever a host discovered (an MCP server's metadata
       // can name any authorization server, and that server's metadata any token endpoint). The MCP SDK passes the
       // token endpoint as `url`; the AI SDK passes the authorization server there and posts to the metadata's.
@@ -204,7 +224,7 @@ export const makeWith = (config: ServiceAccountConfig, run: Run, options: Option
         params.delete("refresh_token")
         await grantParams(params)
       }
-      const auth = await run(ClientAuthentication.authenticate(config, { loadFunction: options.loadFunction }))
+      const auth = await run(ClientAuthentication.authenticate(resolved, { loadFunction: options.loadFunction }))
       for (const [key, value] of auth.params) params.set(key, value)
       if (auth.authorization !== undefined) headers.set("Authorization", auth.authorization)
     },

@@ -33,7 +33,8 @@ import * as AccessToken from "@mcp-auth/service-account/AccessToken"
 import * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
 import * as RequestContext from "@mcp-auth/service-account/RequestContext"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
-import type { ConfigurationError, ServiceTokenError } from "@mcp-auth/service-account/ServiceAccountError"
+import { ConfigIssue, ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
+import type { ServiceTokenError } from "@mcp-auth/service-account/ServiceAccountError"
 import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
@@ -302,7 +303,11 @@ const build = (
   scope: Scope.Scope
 ): Effect.Effect<Omit<Services, "base">, ServiceTokenError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
-    const provider = yield* TokenProvider.make(decoded, { name: options.name, loadFunction: options.loadFunction })
+    const provider = yield* TokenProvider.make(decoded, {
+      name: options.name,
+      loadFunction: options.loadFunction,
+      mcpUrl: options.serverUrl
+    })
       .pipe(
         Scope.extend(scope)
       )
@@ -481,8 +486,8 @@ class Auth implements ServiceAccountAuth, TokenProvider.Mirror {
   }
 
   private async slowHeaders(request: HeadersRequest | undefined): Promise<Record<string, string>> {
-    const { auth, serviceToken } = await this.services
-    const serverUrl = this.options.serverUrl ?? this.decoded.tokenUrl
+    const { auth, provider, serviceToken } = await this.services
+    const serverUrl = this.options.serverUrl ?? this.decoded.tokenUrl ?? (await this.run(provider.resolved)).tokenUrl
     const context = request === undefined
       ? RequestContext.make(serverUrl, "POST")
       : RequestContext.make(request.url ?? serverUrl, request.method ?? "POST", { mcpMethod: request.mcpMethod })
@@ -556,6 +561,17 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
   const level = logLevelOf(options)
   checkLogger(options)
   const decoded = ServiceAccountConfig.decodeSync(config)
+  if (decoded.discovery?.from === "mcp_server" && options.serverUrl === undefined) {
+    throw new ConfigurationError({
+      issues: [
+        new ConfigIssue({
+          path: "token_url",
+          message: "the token endpoint is discovered from the MCP server: pass options.serverUrl (or set token_url " +
+            "or issuer)"
+        })
+      ]
+    })
+  }
   const entry = acquireShared(
     [options.httpClient ?? connectionKey(decoded), options.logger, level],
     () => Layer.merge(options.httpClient ?? defaultHttpClient(decoded), logging(options, level))

@@ -19,7 +19,7 @@ afterEach(async () => {
 })
 
 /** oidc-provider (advertising `refresh_token`, as real identity providers do) and an MCP server trusting it. */
-const stack = async () => {
+const stack = async (options: { readonly discovered?: boolean } = {}) => {
   // offline_access makes oidc-provider list refresh_token in grant_types_supported: the AI SDK looks for it
   const as = await AuthorizationServer.start({
     clients: [{ clientId: "svc-host", clientSecret: "host-secret" }],
@@ -32,8 +32,8 @@ const stack = async () => {
   const auth = createServiceAccountAuth({
     client_id: "svc-host",
     client_secret: "host-secret",
-    token_url: as.tokenUrl,
-    issuer: as.issuer,
+    // discovered: no token_url, the MCP server's metadata names the authorization server, which is pinned
+    ...(options.discovered === true ? { allowed_issuers: [as.issuer] } : { token_url: as.tokenUrl, issuer: as.issuer }),
     allow_insecure_http: true
   }, { serverUrl: mcp.url, logLevel: "none" })
   cleanups.push(auth.close)
@@ -123,6 +123,26 @@ describe("Vercel AI SDK createMCPClient (@ai-sdk/mcp)", () => {
     expect(last.form?.refresh_token).toBeUndefined()
   })
 
+  it("authProvider with a discovered token endpoint (no token_url): bound to the pinned issuer, recovers", async () => {
+    const s = await stack({ discovered: true })
+    const client = await createMCPClient({
+      transport: { type: "http", url: s.mcp.url, authProvider: s.auth.authProvider() as never }
+    })
+    cleanups.push(() => client.close())
+    const tools = await client.tools()
+    expect(text(await call(tools, { text: "discovered" }, "1"))).toContain("discovered")
+    const { rejected, result, tokenRequests } = await afterRevocation(
+      s,
+      s.auth,
+      () => call(tools, { text: "after" }, "2")
+    )
+    expect(text(result)).toContain("after")
+    expect({ rejected, tokenRequests }).toEqual({ rejected: 1, tokenRequests: 1 })
+    expect(s.as.tokenRequests.every((r) => r.form?.refresh_token === undefined)).toBe(true)
+    // one discovery (one unauthenticated probe for the 401), not one per call the host makes
+    expect(s.mcp.requests.filter((r) => r.method === "POST" && r.headers.authorization === undefined)).toHaveLength(1)
+  })
+
   it("fetch: auth.fetch: cold start, a tool call, 10 concurrent calls after a revocation, one token request", async () => {
     const s = await stack()
     const client = await createMCPClient({
@@ -142,7 +162,7 @@ describe("Vercel AI SDK createMCPClient (@ai-sdk/mcp)", () => {
 
   it.scoped("a rogue authorization server claiming our issuer never gets credentials", () =>
     Effect.gen(function*() {
-      const s = yield* Effect.promise(stack)
+      const s = yield* Effect.promise(() => stack())
       // what a compromised MCP server points the host to: metadata that copies our issuer, its own token endpoint
       const rogue = yield* HostileServer.make((record, res) => {
         res.writeHead(record.path === "/token" ? 400 : 200, { "content-type": "application/json" })

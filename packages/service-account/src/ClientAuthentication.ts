@@ -21,7 +21,7 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as ClientAuth from "./internal/clientAuth.js"
-import type { ServiceAccountConfig } from "./ServiceAccountConfig.js"
+import type { Resolved, ServiceAccountConfig } from "./ServiceAccountConfig.js"
 import { type ClientCredentialError, ConfigIssue, ConfigurationError } from "./ServiceAccountError.js"
 import type { FunctionLoader } from "./ServiceToken.js"
 
@@ -84,7 +84,7 @@ export const describe = (config: ServiceAccountConfig): string => {
  * @category Combinators
  */
 export const authenticate = (
-  config: ServiceAccountConfig,
+  config: Resolved,
   options?: { readonly loadFunction?: FunctionLoader | undefined }
 ): Effect.Effect<
   { readonly params: ReadonlyArray<readonly [string, string]>; readonly authorization?: string | undefined },

@@ -9,36 +9,36 @@
  * - a token endpoint must be https (http only on a loopback host with `allowInsecureHttp`);
  * - documents are read up to 256 KiB, each request bounded by `timeout` (10 s by default).
  *
- * The configuration does not use it yet (`token_url` is still required); `mcp-auth doctor` and programs that want to
- * check an issuer's metadata can.
+ * A configuration without `token_url` uses it through the token provider (`issuer`, or `discover` with
+ * `allowed_issuers`); `mcp-auth doctor` and programs that want to check an issuer's metadata can call it directly.
  *
  * @since 0.3.0
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
-import type * as Cache from "effect/Cache"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as internal from "./internal/discovery.js"
+import type * as ServiceAccountConfig from "./ServiceAccountConfig.js"
+import * as ServiceAccountError from "./ServiceAccountError.js"
 
 /**
- * A discovery step that failed: `reason` (`not_found`, `unreachable`, `invalid_metadata`, `issuer_mismatch`,
- * `issuer_not_trusted`, `resource_mismatch`, `insecure_endpoint`), the URL, and what to configure.
+ * A discovery step that failed: `reason`, the URL, and what to configure.
  *
  * @since 0.3.0
  * @category Errors
  */
-export const DiscoveryFailure: typeof internal.DiscoveryFailure = internal.DiscoveryFailure
+export const DiscoveryError: typeof ServiceAccountError.DiscoveryError = ServiceAccountError.DiscoveryError
 
 /**
  * @since 0.3.0
  * @category Errors
  */
-export type DiscoveryFailure = internal.DiscoveryFailure
+export type DiscoveryError = ServiceAccountError.DiscoveryError
 
 /**
  * @since 0.3.0
  * @category Models
  */
-export type Reason = internal.Reason
+export type Reason = ServiceAccountError.DiscoveryReason
 
 /**
  * @since 0.3.0
@@ -79,7 +79,7 @@ export type Discovered = internal.Discovered
 export const authorizationServer: (
   issuer: string,
   options?: Options
-) => Effect.Effect<Fetched<AuthorizationServerMetadata>, DiscoveryFailure, HttpClient.HttpClient> =
+) => Effect.Effect<Fetched<AuthorizationServerMetadata>, DiscoveryError, HttpClient.HttpClient> =
   internal.authorizationServer
 
 /**
@@ -92,7 +92,7 @@ export const protectedResource: (
   mcpUrl: string,
   metadataUrl: string | undefined,
   options?: Options
-) => Effect.Effect<Fetched<ProtectedResourceMetadata>, DiscoveryFailure, HttpClient.HttpClient> =
+) => Effect.Effect<Fetched<ProtectedResourceMetadata>, DiscoveryError, HttpClient.HttpClient> =
   internal.protectedResource
 
 /**
@@ -105,18 +105,22 @@ export const fromMcpServer: (
   mcpUrl: string,
   allowedIssuers: ReadonlyArray<string>,
   options?: Options
-) => Effect.Effect<Discovered, DiscoveryFailure, HttpClient.HttpClient> = internal.fromMcpServer
+) => Effect.Effect<Discovered, DiscoveryError, HttpClient.HttpClient> = internal.fromMcpServer
 
 /**
- * Authorization-server metadata by issuer, kept for each document's `Cache-Control: max-age` (default one hour).
+ * The configuration with its token endpoint: itself when `token_url` is configured; else discovered from `issuer`'s
+ * metadata, or from `mcpUrl`'s protected-resource metadata (`discover`, `allowed_issuers`), and completed with what
+ * was found (`issuer`, and when not configured `resource`, `scopes` and `authMethod`). What the token provider does
+ * before its first token request, for programs (and `mcp-auth doctor`) that want to see it.
  *
  * @since 0.3.0
  * @category Constructors
  */
-export const makeCache: (
-  options?: Options
-) => Effect.Effect<Cache.Cache<string, AuthorizationServerMetadata, DiscoveryFailure>, never, HttpClient.HttpClient> =
-  internal.makeCache
+export const resolve = (
+  config: ServiceAccountConfig.ServiceAccountConfig,
+  mcpUrl?: string | URL
+): Effect.Effect<ServiceAccountConfig.Resolved, DiscoveryError, HttpClient.HttpClient> =>
+  Effect.flatMap(internal.resolver(config, mcpUrl), (resolver) => resolver.resolve)
 
 /**
  * Whether two identifiers (issuers, resources, endpoints) are the same: compared as URLs (origin, path without a

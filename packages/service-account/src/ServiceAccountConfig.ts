@@ -80,6 +80,21 @@ const ScopeToken = Schema.String.pipe(
   })
 )
 
+const Issuers = Schema.transform(
+  Schema.Union(Schema.Array(Schema.String), Schema.String).annotations({
+    message: () => ({
+      message: "allowed_issuers must be a list of issuer URLs (or one space-delimited string)",
+      override: true
+    })
+  }),
+  Schema.Array(Schema.String),
+  {
+    strict: true,
+    decode: (input) => typeof input === "string" ? input.split(/[\s,]+/).filter((s) => s.length > 0) : input,
+    encode: (issuers) => issuers
+  }
+)
+
 const Scopes = Schema.transform(
   Schema.Union(Schema.Array(Schema.String), Schema.String).annotations({
     message: () => ({ message: "scopes must be a list of strings or one space-delimited string", override: true })
@@ -316,10 +331,19 @@ const fields = {
     description: "File holding the client secret, read again before every token request: a rotated secret is used " +
       "without a restart (instead of client_secret)"
   }),
-  token_url: Schema.propertySignature(nonEmpty("token_url", "set it to the OAuth2 token endpoint URL")).annotations({
-    description: "OAuth2 token endpoint URL (https; http only for loopback hosts with allow_insecure_http)",
-    missingMessage: () => "token_url is required: set it to the OAuth2 token endpoint URL (https://…/token)"
+  token_url: Schema.optional(nonEmpty("token_url", "set it to the OAuth2 token endpoint URL")).annotations({
+    description: "OAuth2 token endpoint URL (https; http only for loopback hosts with allow_insecure_http); without " +
+      "it, the token endpoint is discovered from issuer's metadata or from the MCP server (discover)"
   }),
+  discover: Schema.optional(Bool("discover")).annotations({
+    description: "Find the authorization server from the MCP server's protected-resource metadata (RFC 9728); it " +
+      "must be issuer or one of allowed_issuers. On when neither token_url nor issuer is set"
+  }),
+  allowed_issuers: withDefault(
+    Issuers,
+    [],
+    "Authorization servers (issuer URLs) that an MCP server may name in discovery; credentials go to no other"
+  ),
   scopes: withDefault(
     Scopes,
     [],
@@ -379,7 +403,8 @@ const fields = {
     "The aud claim of signed assertions: the token endpoint URL, or the issuer (needs issuer)"
   ),
   issuer: Schema.optional(nonEmpty("issuer", "give the authorization server's issuer URL")).annotations({
-    description: "The authorization server's issuer identifier (RFC 8414): the aud of signed assertions with " +
+    description: "The authorization server's issuer identifier (RFC 8414): without token_url, the token endpoint is " +
+      "discovered from its metadata; trusted in discovery from the MCP server; the aud of signed assertions with " +
       "assertion_audience: issuer"
   }),
   client_assertion: Schema.optional(ClientAssertionInput).annotations({
@@ -418,7 +443,7 @@ const fields = {
   allow_insecure_http: withDefault(
     Bool("allow_insecure_http"),
     false,
-    "Allow an http:// token_url; only accepted for loopback hosts (tests)"
+    "Allow an http:// token_url (and issuer, discovered endpoints); only accepted for loopback hosts (tests)"
   ),
   default_expires_in_seconds: withDefault(
     PositiveSeconds("default_expires_in_seconds"),
@@ -564,7 +589,12 @@ export interface ServiceAccountConfig {
   readonly tlsClientCertificate?: TlsClientCertificate | undefined
   /** The proxy for the token endpoint and the MCP server, overriding the proxy environment variables. */
   readonly proxyUrl?: Redacted.Redacted<string> | undefined
-  readonly tokenUrl: URL
+  /** The token endpoint; `undefined` exactly when it is discovered (`discovery`). */
+  readonly tokenUrl?: URL | undefined
+  /** How the token endpoint is found when `token_url` is not configured. */
+  readonly discovery?: DiscoverySettings | undefined
+  /** Authorization servers an MCP server may name in discovery (`allowed_issuers`). */
+  readonly allowedIssuers: ReadonlyArray<string>
   readonly scopes: ReadonlyArray<string>
   readonly tokenCacheBufferSeconds: number
   readonly serviceToken?: ServiceTokenConfig | undefined
@@ -583,11 +613,64 @@ export interface ServiceAccountConfig {
   readonly preflightAuth: boolean
 }
 
+/**
+ * Discovery of the token endpoint, for a configuration without `token_url`.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface DiscoverySettings {
+  /**
+   * `"issuer"`: the metadata of `issuer` (RFC 8414, then OpenID Connect discovery). `"mcp_server"`: the MCP server's
+   * protected-resource metadata (RFC 9728) names the authorization server, which must be one of `trusted`.
+   */
+  readonly from: "issuer" | "mcp_server"
+  /** The authorization servers trusted with the credentials: `issuer` and `allowed_issuers`. */
+  readonly trusted: ReadonlyArray<string>
+  /** `auth_method` was not configured: use the first secret method the server supports (basic, post, jwt). */
+  readonly chooseAuthMethod: boolean
+  /** `scopes` were not configured: use the MCP server's (its 401's `scope`, else `scopes_supported`). */
+  readonly chooseScopes: boolean
+}
+
+/**
+ * A configuration whose token endpoint is known: configured, or found by discovery.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface Resolved extends ServiceAccountConfig {
+  readonly tokenUrl: URL
+}
+
+/**
+ * Whether the token endpoint is known without discovery.
+ *
+ * @since 0.3.0
+ * @category Guards
+ */
+export const isResolved = (config: ServiceAccountConfig): config is Resolved => config.tokenUrl !== undefined
+
 // a missing block is decoded like an empty one: every default comes from the Schema
 const retryDefaults = Schema.decodeUnknownSync(RetryInput)({})
 const failureCooldownDefaults = Schema.decodeUnknownSync(FailureCooldownInput)({})
 
-const toModel = (input: typeof ServiceAccountConfigInput.Type): ServiceAccountConfig => {
+const discoveryOf = (
+  input: typeof ServiceAccountConfigInput.Type,
+  raw: Record<string, unknown>
+): DiscoverySettings | undefined => {
+  if (input.token_url !== undefined) return undefined
+  const given = (key: string) => raw[key] !== undefined && raw[key] !== null
+  return {
+    from: input.discover === true || input.issuer === undefined ? "mcp_server" : "issuer",
+    trusted: [...(input.issuer === undefined ? [] : [input.issuer.trim()]), ...input.allowed_issuers],
+    chooseAuthMethod: !given("auth_method") && input.grant_type === "client_credentials" &&
+      input.client_assertion === undefined && input.tls_client_certificate_file === undefined,
+    chooseScopes: !given("scopes")
+  }
+}
+
+const toModel = (input: typeof ServiceAccountConfigInput.Type, raw: Record<string, unknown>): ServiceAccountConfig => {
   const st = input.service_token
   const ca = input.client_assertion
   const retry = input.retry ?? retryDefaults
@@ -620,7 +703,9 @@ const toModel = (input: typeof ServiceAccountConfigInput.Type): ServiceAccountCo
         passphrase: input.tls_client_key_passphrase
       },
     proxyUrl: input.proxy_url,
-    tokenUrl: new URL(input.token_url.trim()),
+    tokenUrl: input.token_url === undefined ? undefined : new URL(input.token_url.trim()),
+    discovery: discoveryOf(input, raw),
+    allowedIssuers: input.allowed_issuers,
     scopes: input.scopes,
     tokenCacheBufferSeconds: input.token_cache_buffer_seconds,
     serviceToken: st == null
@@ -679,49 +764,101 @@ const notBelow = <K extends string, A extends Readonly<Record<K, number>>, I>(
     : []
 }
 
+/**
+ * An endpoint or issuer URL: https (http only on a loopback host with `allow_insecure_http`), no user info, no
+ * fragment. The value is never echoed: it may hold credentials (https://user:password@…).
+ */
+const endpointIssues = (key: string, value: unknown, insecure: boolean): Array<ConfigSchema.Problem> => {
+  const issues: Array<ConfigSchema.Problem> = []
+  if (typeof value !== "string" || value.trim().length === 0) return issues
+  let url: URL | undefined
+  try {
+    url = new URL(value.trim())
+  } catch {
+    issues.push({ path: key, message: `${key} is not a valid URL: use https://host/path` })
+    return issues
+  }
+  const loopback = internal.isLoopbackHost(url.hostname)
+  if (url.protocol === "http:") {
+    if (!loopback) {
+      issues.push({ path: key, message: `${key} must use https: http is allowed only for loopback hosts` })
+    } else if (!insecure) {
+      issues.push({
+        path: key,
+        message: `${key} must use https: for a loopback test server set allow_insecure_http: true`
+      })
+    }
+  } else if (url.protocol !== "https:") {
+    issues.push({ path: key, message: `${key} must use https, got ${url.protocol.slice(0, -1)}` })
+  }
+  if (url.username || url.password) {
+    issues.push({ path: key, message: `${key} must not contain credentials: use client_id and client_secret` })
+  }
+  if (url.hash) issues.push({ path: key, message: `${key} must not have a #fragment` })
+  if (insecure && !loopback) {
+    issues.push({
+      path: "allow_insecure_http",
+      message: `allow_insecure_http is only accepted for loopback hosts, not ${url.hostname}`
+    })
+  }
+  return issues
+}
+
+/** Where the token endpoint comes from: `token_url`, or discovery through `issuer` or the MCP server. */
+const discoveryIssues = (input: Record<string, unknown>): Array<ConfigSchema.Problem> => {
+  const given = (key: string) => input[key] !== undefined && input[key] !== null
+  const discover = input.discover === true || input.discover === "true"
+  const allowed = Array.isArray(input.allowed_issuers)
+    ? input.allowed_issuers.length > 0
+    : typeof input.allowed_issuers === "string" && input.allowed_issuers.trim().length > 0
+  if (given("token_url")) {
+    if (discover) {
+      return [{
+        path: "discover",
+        message: "discover: true finds the token endpoint from the MCP server: remove token_url, or remove discover"
+      }]
+    }
+    return allowed
+      ? [{
+        path: "allowed_issuers",
+        message: "allowed_issuers applies to discovery from the MCP server: remove it, or remove token_url"
+      }]
+      : []
+  }
+  if (input.discover === false || input.discover === "false") {
+    return given("issuer") ? [] : [{
+      path: "token_url",
+      message: "token_url is required with discover: false: set it to the OAuth2 token endpoint URL, or set issuer"
+    }]
+  }
+  if (!given("issuer") && !allowed) {
+    return [{
+      path: "token_url",
+      message: "token_url is required: set it to the OAuth2 token endpoint URL (https://…/token), or set issuer " +
+        "(its metadata names the token endpoint), or allowed_issuers (the authorization servers an MCP server may " +
+        "name in discovery)"
+    }]
+  }
+  if (!discover && given("issuer") && allowed) {
+    return [{
+      path: "allowed_issuers",
+      message: "allowed_issuers applies to discovery from the MCP server: set discover: true, or remove it"
+    }]
+  }
+  return []
+}
+
 const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Problem> => {
   const issues: Array<ConfigSchema.Problem> = []
   const insecure = input.allow_insecure_http === true || input.allow_insecure_http === "true"
-  if (typeof input.token_url === "string" && input.token_url.trim().length > 0) {
-    let url: URL | undefined
-    try {
-      url = new URL(input.token_url.trim())
-    } catch {
-      // the value is not echoed: it may hold credentials (https://user:password@…)
-      issues.push({ path: "token_url", message: "token_url is not a valid URL: use https://host/path" })
-    }
-    if (url !== undefined) {
-      const loopback = internal.isLoopbackHost(url.hostname)
-      if (url.protocol === "http:") {
-        if (!loopback) {
-          issues.push({
-            path: "token_url",
-            message: "token_url must use https: http is allowed only for loopback hosts"
-          })
-        } else if (!insecure) {
-          issues.push({
-            path: "token_url",
-            message: "token_url must use https: for a loopback test server set allow_insecure_http: true"
-          })
-        }
-      } else if (url.protocol !== "https:") {
-        issues.push({ path: "token_url", message: `token_url must use https, got ${url.protocol.slice(0, -1)}` })
-      }
-      if (url.username || url.password) {
-        issues.push({
-          path: "token_url",
-          message: "token_url must not contain credentials: use client_id and client_secret"
-        })
-      }
-      if (url.hash) issues.push({ path: "token_url", message: "token_url must not have a #fragment" })
-      if (insecure && !loopback) {
-        issues.push({
-          path: "allow_insecure_http",
-          message: `allow_insecure_http is only accepted for loopback hosts, not ${url.hostname}`
-        })
-      }
-    }
+  issues.push(...endpointIssues("token_url", input.token_url, insecure))
+  issues.push(...endpointIssues("issuer", input.issuer, insecure))
+  if (Array.isArray(input.allowed_issuers)) {
+    input.allowed_issuers.forEach((issuer, i) =>
+      issues.push(...endpointIssues(`allowed_issuers.${i}`, issuer, insecure))
+    )
   }
+  issues.push(...discoveryIssues(input))
   if (typeof input.resource === "string" && input.resource.trim().length > 0) {
     try {
       if (new URL(input.resource).hash) throw new Error("fragment")
@@ -966,15 +1103,23 @@ export interface DecodeOptions {
 }
 
 /**
+ * What decoding `I` gives: a {@link Resolved} configuration when the input is known to have a `token_url`.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export type DecodedFrom<I> = I extends { readonly token_url: string } ? Resolved : ServiceAccountConfig
+
+/**
  * Decodes a provider block, reporting every problem at once.
  *
  * @since 0.1.0
  * @category Constructors
  */
-export const decodeEither = (
-  input: unknown,
+export const decodeEither = <I>(
+  input: I,
   options?: DecodeOptions
-): Either.Either<ServiceAccountConfig, ConfigurationError> => {
+): Either.Either<DecodedFrom<I>, ConfigurationError> => {
   const problems = isRecord(input)
     ? [
       // a flat service_token gets its own, more helpful message below
@@ -987,23 +1132,28 @@ export const decodeEither = (
   if (problems.length > 0) {
     return Either.left(new ConfigurationError({ issues: ConfigSchema.toIssues(problems, options?.path) }))
   }
-  return Either.right(toModel(Schema.decodeUnknownSync(ServiceAccountConfigInput)(input)))
+  return Either.right(
+    toModel(
+      Schema.decodeUnknownSync(ServiceAccountConfigInput)(input),
+      input as Record<string, unknown>
+    ) as DecodedFrom<I>
+  )
 }
 
 /**
  * @since 0.1.0
  * @category Constructors
  */
-export const decode = (
-  input: unknown,
+export const decode = <I>(
+  input: I,
   options?: DecodeOptions
-): Effect.Effect<ServiceAccountConfig, ConfigurationError> => decodeEither(input, options)
+): Effect.Effect<DecodedFrom<I>, ConfigurationError> => decodeEither(input, options)
 
 /**
  * @since 0.1.0
  * @category Constructors
  */
-export const decodeSync = (input: unknown, options?: DecodeOptions): ServiceAccountConfig =>
+export const decodeSync = <I>(input: I, options?: DecodeOptions): DecodedFrom<I> =>
   Either.getOrThrowWith(decodeEither(input, options), (e) => e)
 
 const nested = { retry: RetryFields, failure_cooldown: FailureCooldownFields } as const

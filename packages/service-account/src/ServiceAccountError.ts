@@ -171,6 +171,55 @@ export class ClientCredentialError extends Schema.TaggedError<ClientCredentialEr
 }
 
 /**
+ * Why discovery failed.
+ *
+ * @since 0.3.0
+ * @category Errors
+ */
+export const DiscoveryReason = Schema.Literal(
+  "not_found",
+  "unreachable",
+  "invalid_metadata",
+  "issuer_mismatch",
+  "issuer_not_trusted",
+  "resource_mismatch",
+  "insecure_endpoint",
+  "auth_method_unsupported"
+)
+
+/**
+ * @since 0.3.0
+ * @category Errors
+ */
+export type DiscoveryReason = typeof DiscoveryReason.Type
+
+/**
+ * Finding the token endpoint failed (RFC 8414 / RFC 9728 discovery): `reason`, the URL of the step that failed and
+ * what to configure. No credentials were sent. Only `unreachable` is transient.
+ *
+ * @since 0.3.0
+ * @category Errors
+ */
+export class DiscoveryError extends Schema.TaggedError<DiscoveryError>(
+  "@mcp-auth/service-account/DiscoveryError"
+)("DiscoveryError", {
+  reason: DiscoveryReason,
+  url: Schema.String,
+  detail: Schema.String
+}) {
+  /**
+   * @since 0.3.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.3.0
+   */
+  override get message(): string {
+    return `Discovery failed at ${this.url} (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
  * The token request did not complete within `timeout_seconds`.
  *
  * @since 0.1.0
@@ -469,6 +518,7 @@ export type TokenError =
   | MalformedResponseError
   | TokenEndpointError
   | ClientCredentialError
+  | DiscoveryError
 
 /**
  * @since 0.1.0
@@ -482,7 +532,8 @@ export const TokenError: Schema.Union<[
   typeof NetworkError,
   typeof MalformedResponseError,
   typeof TokenEndpointError,
-  typeof ClientCredentialError
+  typeof ClientCredentialError,
+  typeof DiscoveryError
 ]> = Schema.Union(
   InvalidCredentialsError,
   RateLimitedError,
@@ -491,7 +542,8 @@ export const TokenError: Schema.Union<[
   NetworkError,
   MalformedResponseError,
   TokenEndpointError,
-  ClientCredentialError
+  ClientCredentialError,
+  DiscoveryError
 )
 
 /**
@@ -513,6 +565,7 @@ export const ServiceAccountError: Schema.Union<[
   typeof MalformedResponseError,
   typeof TokenEndpointError,
   typeof ClientCredentialError,
+  typeof DiscoveryError,
   typeof ServiceTokenError,
   typeof ConfigurationError
 ]> = Schema.Union(...TokenError.members, ServiceTokenError, ConfigurationError)
@@ -531,7 +584,8 @@ const tokenErrorTags: ReadonlySet<string> = new Set([
   "NetworkError",
   "MalformedResponseError",
   "TokenEndpointError",
-  "ClientCredentialError"
+  "ClientCredentialError",
+  "DiscoveryError"
 ])
 
 /**
@@ -542,7 +596,7 @@ export const isTokenError = (u: unknown): u is TokenError => isServiceAccountErr
 
 /**
  * Whether retrying the token request may succeed: network failures, timeouts, 5xx, 429, and a token that arrived too
- * late to use (`MalformedResponseError` with reason `arrived_late`). Never invalid credentials, other OAuth errors, TLS
+ * late to use (`MalformedResponseError` with reason `arrived_late`), an unreachable discovery document. Never invalid credentials, other OAuth errors, TLS
  * failures or malformed successes.
  *
  * @since 0.1.0
@@ -558,6 +612,8 @@ export const isTransient = (error: TokenError): boolean => {
       return error.status >= 500 || error.status === 408
     case "MalformedResponseError":
       return error.reason === "arrived_late"
+    case "DiscoveryError":
+      return error.reason === "unreachable"
     default:
       return false
   }

@@ -35,7 +35,7 @@ import type * as AccessToken from "./AccessToken.js"
 import * as ClientAuth from "./internal/clientAuth.js"
 import { displayUrl } from "./internal/text.js"
 import * as internal from "./internal/tokenEndpoint.js"
-import type { ServiceAccountConfig } from "./ServiceAccountConfig.js"
+import type { Resolved } from "./ServiceAccountConfig.js"
 import { type TokenError, TokenTimeoutError } from "./ServiceAccountError.js"
 import type { FunctionLoader } from "./ServiceToken.js"
 
@@ -59,7 +59,7 @@ export const basicCredential: (clientId: string, clientSecret: Redacted.Redacted
  * @category Constructors
  */
 export const request = (
-  config: ServiceAccountConfig,
+  config: Resolved,
   options?: {
     /** Overrides `timeout_seconds` (the provider caps attempts at the caller's remaining budget). */
     readonly timeout?: Duration.DurationInput | undefined
@@ -142,7 +142,7 @@ export const request = (
  * @category Combinators
  */
 export const validate = (
-  config: ServiceAccountConfig,
+  config: Resolved,
   body: unknown,
   receivedAt: number
 ): Either.Either<AccessToken.AccessToken, TokenError> =>

@@ -41,7 +41,7 @@ import type * as Scope from "effect/Scope"
 import type { AccessToken } from "./AccessToken.js"
 import * as internal from "./internal/tokenProvider.js"
 import * as ServiceAccountConfig from "./ServiceAccountConfig.js"
-import type { TokenError } from "./ServiceAccountError.js"
+import type { DiscoveryError, TokenError } from "./ServiceAccountError.js"
 import type * as ServiceToken from "./ServiceToken.js"
 
 /**
@@ -164,6 +164,12 @@ export interface TokenProvider {
   readonly adopt: (token: AccessToken) => Effect.Effect<void>
   /** A snapshot of the lifecycle for health checks ({@link TokenState}): a pure read, it changes nothing. */
   readonly state: Effect.Effect<TokenState>
+  /**
+   * The configuration with its token endpoint: the configured one, or the one discovery found for the last token
+   * request (discovered now if there was none), with what discovery completed (`issuer`, `resource`, `scopes`,
+   * `authMethod`). Token requests discover again once the metadata's `max-age` has passed; this never does.
+   */
+  readonly resolved: Effect.Effect<ServiceAccountConfig.Resolved, DiscoveryError>
 }
 
 /**
@@ -184,6 +190,11 @@ export interface MakeOptions {
    * imports relative to the workflow file); a function given as a value needs none.
    */
   readonly loadFunction?: ServiceToken.FunctionLoader | undefined
+  /**
+   * The MCP server whose protected-resource metadata names the authorization server, for a configuration that
+   * discovers its token endpoint from the MCP server (`discover`, `allowed_issuers`).
+   */
+  readonly mcpUrl?: string | URL | undefined
 }
 
 /**

@@ -23,7 +23,7 @@ const issuesOf = (input: Record<string, unknown>): Array<string> => {
 }
 
 /** The form and headers one token request would carry, through a fake endpoint that records it. */
-const capture = (config: ServiceAccountConfig.ServiceAccountConfig) =>
+const capture = (config: ServiceAccountConfig.Resolved) =>
   Effect.gen(function*() {
     const fake = yield* FakeHttpClient.make((n) => Effect.succeed(FakeHttpClient.token(n)))
     yield* TokenEndpoint.request(config).pipe(Effect.provide(fake.layer))

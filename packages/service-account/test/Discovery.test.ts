@@ -1,11 +1,12 @@
 /**
- * Discovery (issue 14, first part): RFC 8414 / OIDC metadata by issuer and RFC 9728 from an MCP server's 401, against
- * oidc-provider and the testing MCP server; hostile metadata from a raw loopback server.
+ * Discovery's building blocks: RFC 8414 / OIDC metadata by issuer and RFC 9728 from an MCP server's 401, against
+ * oidc-provider and the testing MCP server; hostile metadata from a raw loopback server. Discovery through the
+ * configuration (the token provider, the cache, a moved endpoint) is tested end to end in test/discovery.test.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import { AuthorizationServer, HostileServer, McpServer } from "@mcp-auth/testing"
-import { Effect, Layer, TestClock } from "effect"
+import { Effect } from "effect"
 import * as Discovery from "../src/internal/discovery.js"
 
 const insecure = { allowInsecureHttp: true }
@@ -145,32 +146,5 @@ describe("from the MCP server (RFC 9728)", () => {
         Effect.provide(client)
       )
       expect(error.reason).toBe("resource_mismatch")
-    }))
-})
-
-describe("the metadata cache", () => {
-  it.scoped("one fetch per max-age; refetched once it has passed, or after invalidate", () =>
-    Effect.gen(function*() {
-      let served = 0
-      const server = yield* HostileServer.make((_, res) => {
-        served++
-        res.writeHead(200, { "content-type": "application/json", "cache-control": "public, max-age=600" })
-        res.end(JSON.stringify({ issuer: server.origin, token_endpoint: `${server.origin}/token` }))
-      })
-      // the HTTP client lives as long as the cache: built in the test's scope
-      const cache = yield* Discovery.makeCache(insecure).pipe(Effect.provide(yield* Layer.build(client)))
-      for (let i = 0; i < 5; i++) yield* cache.get(server.origin)
-      expect(served).toBe(1)
-      const stats = yield* cache.cacheStats
-      expect({ hits: stats.hits, misses: stats.misses }).toEqual({ hits: 4, misses: 1 })
-      yield* TestClock.adjust("599 seconds")
-      yield* cache.get(server.origin)
-      expect(served).toBe(1)
-      yield* TestClock.adjust("2 seconds")
-      yield* cache.get(server.origin)
-      expect(served).toBe(2)
-      yield* cache.invalidate(server.origin)
-      yield* cache.get(server.origin)
-      expect(served).toBe(3)
     }))
 })

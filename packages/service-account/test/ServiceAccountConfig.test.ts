@@ -122,7 +122,9 @@ describe("ServiceAccountConfig", () => {
     it("reports missing required keys together", () => {
       expect(issuesOf({ scopes: [] })).toEqual([
         "client_id: client_id is required: set it in the config or via ${SERVICE_ACCOUNT_CLIENT_ID}",
-        "token_url: token_url is required: set it to the OAuth2 token endpoint URL (https://…/token)",
+        "token_url: token_url is required: set it to the OAuth2 token endpoint URL (https://…/token), or set " +
+        "issuer (its metadata names the token endpoint), or allowed_issuers (the authorization servers an MCP " +
+        "server may name in discovery)",
         "client_secret: client_secret is required: set it via ${SERVICE_ACCOUNT_CLIENT_SECRET}; never commit it " +
         "(or set client_secret_file to a file holding it)"
       ])

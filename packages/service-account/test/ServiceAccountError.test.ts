@@ -6,6 +6,7 @@ const {
   ConfigIssue,
   ConfigurationError,
   ClientCredentialError,
+  DiscoveryError,
   InvalidCredentialsError,
   MalformedResponseError,
   NetworkError,
@@ -40,7 +41,9 @@ const tokenErrors: ReadonlyArray<fc.Arbitrary<ServiceAccountError.TokenError>> =
     { requiredKeys: ["tokenUrl", "status"] }
   ).map((f) => new TokenEndpointError(f)),
   fc.record({ tokenUrl: url, field: text, file: text, reason: text }, { requiredKeys: ["tokenUrl", "field", "reason"] })
-    .map((f) => new ClientCredentialError(f))
+    .map((f) => new ClientCredentialError(f)),
+  fc.record({ reason: fc.constantFrom(...ServiceAccountError.DiscoveryReason.literals), url, detail: text })
+    .map((f) => new DiscoveryError(f))
 ]
 
 const cause = fc.oneof(

@@ -196,8 +196,16 @@ export const make = (config: WorkflowConfig, options: Options = {}): Effect.Effe
     for (const [name, provider] of config.providers) {
       yield* ClientAuthentication.check(provider).pipe(Effect.mapError(underProvider(name)))
     }
+    // a provider that discovers its token endpoint from the MCP server uses its first function group's server (the
+    // loader refuses such a provider without a group)
+    const mcpUrls = new Map<string, string>()
+    for (const group of config.groups.values()) {
+      if (group.authProvider !== undefined && !mcpUrls.has(group.authProvider)) {
+        mcpUrls.set(group.authProvider, group.url.href)
+      }
+    }
     for (const [name, provider] of config.providers) {
-      const tokenLayer = TokenProvider.layer(provider, { name, loadFunction }).pipe(
+      const tokenLayer = TokenProvider.layer(provider, { name, loadFunction, mcpUrl: mcpUrls.get(name) }).pipe(
         Layer.provide(
           TokenHttpClient.layer({
             ...TokenHttpClient.optionsFromConfig(provider),

@@ -549,6 +549,20 @@ export const fromDocument = (
       } else groups.set(name, toGroup(name, decoded, value as Record<string, unknown>))
     }
   }
+  for (const [name, provider] of providers) {
+    if (
+      provider.discovery?.from === "mcp_server" &&
+      ![...groups.values()].some((group) => group.authProvider === name)
+    ) {
+      issues.push(
+        new ConfigIssue({
+          path: `authentication.${name}`,
+          message: "the token endpoint is discovered from the MCP server (no token_url or issuer), but no function " +
+            "group uses this provider: set token_url or issuer"
+        })
+      )
+    }
+  }
   if (issues.length > 0) return Either.left(new ConfigurationError({ issues }))
   return Either.right({ source, baseDir, providers, groups, ignored })
 }

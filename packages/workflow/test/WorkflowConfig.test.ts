@@ -51,7 +51,7 @@ describe("WorkflowConfig: the feature description's YAML", () => {
       if (partial) {
         expect(issues(result)).toEqual([
           "authentication.my_service_account.client_id: client_id is required: set it in the config or via ${SERVICE_ACCOUNT_CLIENT_ID}",
-          "authentication.my_service_account.token_url: token_url is required: set it to the OAuth2 token endpoint URL (https://…/token)",
+          "authentication.my_service_account.token_url: token_url is required: set it to the OAuth2 token endpoint URL (https://…/token), or set issuer (its metadata names the token endpoint), or allowed_issuers (the authorization servers an MCP server may name in discovery)",
           "authentication.my_service_account.client_secret: client_secret is required: set it via ${SERVICE_ACCOUNT_CLIENT_SECRET}; never commit it (or set client_secret_file to a file holding it)"
         ])
       } else {

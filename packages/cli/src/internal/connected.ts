@@ -97,12 +97,15 @@ export const token = (options: {
         )
       )
     }
-    // how it authenticates, in words (never the credential): the method and where its credential comes from
-    const method = Secrets.line(ClientAuthentication.describe(workflow.providers.get(name)!), 1_000)
     const running = yield* Workflow.make(workflow, { caFile: Option.getOrUndefined(caFile), connect: false })
     const tokens = running.providers.get(name)!
     Secrets.watch(running.providers.values())
-    yield* progress(`requesting a token for ${name} from ${Scrub.url(tokens.tokenUrl)} with ${method}`)
+    // the token endpoint (discovered when not configured) and how the client authenticates there, in words (never the
+    // credential): the method and where its credential comes from
+    const resolved = yield* tokens.resolved
+    const tokenUrl = Scrub.url(resolved.tokenUrl)
+    const method = Secrets.line(ClientAuthentication.describe(resolved), 1_000)
+    yield* progress(`requesting a token for ${name} from ${tokenUrl} with ${method}`)
     const accessToken = yield* tokens.get
     const now = yield* Clock.currentTimeMillis
     const scopes = Secrets.line(accessToken.scopes.join(" "), 1_000)
@@ -112,7 +115,7 @@ export const token = (options: {
       return yield* Console.log(JSON.stringify(
         {
           provider: name,
-          token_url: Scrub.url(tokens.tokenUrl),
+          token_url: tokenUrl,
           auth_method: method,
           token_type: Secrets.line(accessToken.tokenType),
           scopes: scopes === "" ? [] : scopes.split(" "),
@@ -125,7 +128,7 @@ export const token = (options: {
       ))
     }
     yield* Console.log(`provider:     ${name}`)
-    yield* Console.log(`token_url:    ${Scrub.url(tokens.tokenUrl)}`)
+    yield* Console.log(`token_url:    ${tokenUrl}`)
     yield* Console.log(`auth_method:  ${method}`)
     yield* Console.log(`token_type:   ${Secrets.line(accessToken.tokenType)}`)
     yield* Console.log(`scopes:       ${scopes || "(none)"}`)

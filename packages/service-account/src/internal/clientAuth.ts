@@ -13,10 +13,15 @@ import type * as Jose from "jose"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Scrub from "../Scrub.js"
-import type { ClientAssertionFunction, ServiceAccountConfig, SigningAlgorithm } from "../ServiceAccountConfig.js"
+import type {
+  ClientAssertionFunction,
+  Resolved,
+  ServiceAccountConfig,
+  SigningAlgorithm
+} from "../ServiceAccountConfig.js"
 import { ClientCredentialError } from "../ServiceAccountError.js"
 import type { FunctionLoader } from "../ServiceToken.js"
-import { displayUrl, redactJwts } from "./text.js"
+import { endpointOf, redactJwts } from "./text.js"
 
 /** `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` (RFC 7523 §2.2). @internal */
 export const ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -187,7 +192,7 @@ export const readFile = (
 
 const credentialError = (config: ServiceAccountConfig, field: string, file: string | undefined, reason: string) =>
   new ClientCredentialError({
-    tokenUrl: displayUrl(config.tokenUrl),
+    tokenUrl: endpointOf(config),
     field,
     ...(file === undefined ? {} : { file }),
     reason
@@ -217,7 +222,7 @@ export const assertionProblem = (jwt: string): string | undefined =>
     : "is not a JWT (three base64url parts separated by dots)"
 
 /** The audience of a signed assertion. */
-const audienceOf = (config: ServiceAccountConfig): string =>
+const audienceOf = (config: Resolved): string =>
   config.assertionAudience === "issuer" && config.issuer !== undefined ? config.issuer : config.tokenUrl.href
 
 /** `jose`, loaded on first use: most processes never sign, and the CLI starts faster without it. */
@@ -228,7 +233,7 @@ let joseModule: Promise<typeof Jose> | undefined
  * `ClientCredentialError` naming `field` (never a defect).
  */
 const sign = (
-  config: ServiceAccountConfig,
+  config: Resolved,
   field: string,
   key: Crypto.KeyObject | Uint8Array,
   header: Jose.JWTHeaderParameters,
@@ -355,9 +360,11 @@ const externalAssertion = (
     case "Token":
       return checked("client_assertion.token", undefined)(Redacted.value(source.token).trim())
     case "Function":
-      return callAssertionFunction(config, source, loadFunction).pipe(
-        Effect.flatMap(checked("client_assertion.function", undefined))
-      )
+      // a function is called only for a token request, whose endpoint is known (`check` never calls it)
+      return (config.tokenUrl !== undefined
+        ? callAssertionFunction({ ...config, tokenUrl: config.tokenUrl }, source, loadFunction)
+        : Effect.fail(credentialError(config, "client_assertion.function", undefined, "needs the token endpoint")))
+        .pipe(Effect.flatMap(checked("client_assertion.function", undefined)))
   }
 }
 
@@ -371,7 +378,7 @@ const functionSecrets = (
 ]
 
 const callAssertionFunction = (
-  config: ServiceAccountConfig,
+  config: Resolved,
   source: Extract<NonNullable<ServiceAccountConfig["clientAssertion"]>, { _tag: "Function" }>,
   loadFunction: FunctionLoader | undefined
 ): Effect.Effect<string, ClientCredentialError> => {
@@ -416,7 +423,7 @@ const callAssertionFunction = (
  * @internal
  */
 export const authenticate = (
-  config: ServiceAccountConfig,
+  config: Resolved,
   nowMillis: number,
   loadFunction?: FunctionLoader | undefined
 ): Effect.Effect<Material, ClientCredentialError> =>

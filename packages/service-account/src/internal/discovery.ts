@@ -1,11 +1,8 @@
 /**
- * Discovery of the token endpoint (issue 14, first part): RFC 9728 protected-resource metadata of an MCP server, RFC
- * 8414 authorization-server metadata (OpenID Connect discovery as the fallback), each validated, with the
- * authorization server pinned by the caller before any request reaches it.
- *
- * Not wired into the configuration yet (`token_url` is still required): the next step makes `token_url` optional
- * when `issuer` is set or `discover: true`, maps {@link DiscoveryFailure} to a public `DiscoveryError`, and refetches on
- * a token-endpoint 404.
+ * Discovery of the token endpoint: RFC 9728 protected-resource metadata of an MCP server, RFC 8414
+ * authorization-server metadata (OpenID Connect discovery as the fallback), each validated, with the authorization
+ * server pinned by the configuration before any request reaches it; and {@link resolver}, which turns a configuration
+ * without `token_url` into one with it, for the token provider.
  *
  * Safety:
  * - The metadata's `issuer` must equal the issuer it was fetched for (RFC 8414 §3.3), and a protected resource's
@@ -20,37 +17,13 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Cache from "effect/Cache"
-import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as ServiceAccountConfig from "../ServiceAccountConfig.js"
+import { DiscoveryError } from "../ServiceAccountError.js"
 import { isLoopbackHost, scrub } from "./text.js"
 import { readBody } from "./tokenEndpoint.js"
-
-/** @internal */
-export type Reason =
-  | "not_found"
-  | "unreachable"
-  | "invalid_metadata"
-  | "issuer_mismatch"
-  | "issuer_not_trusted"
-  | "resource_mismatch"
-  | "insecure_endpoint"
-
-/**
- * A discovery step that failed: why, at which URL, and what to configure.
- *
- * @internal
- */
-export class DiscoveryFailure extends Data.TaggedError("DiscoveryFailure")<{
-  readonly reason: Reason
-  readonly url: string
-  readonly detail: string
-}> {
-  override get message(): string {
-    return `Discovery failed at ${this.url} (${this.reason}): ${this.detail}`
-  }
-}
 
 /** @internal */
 export interface AuthorizationServerMetadata {
@@ -142,7 +115,7 @@ const maxAgeOf = (cacheControl: string | undefined, fallback: Duration.Duration)
 const fetchObject = (
   url: URL,
   options: Options | undefined
-): Effect.Effect<Fetched<Record<string, unknown>> | undefined, DiscoveryFailure, HttpClient.HttpClient> =>
+): Effect.Effect<Fetched<Record<string, unknown>> | undefined, DiscoveryError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const client = HttpClient.withTracerPropagation(yield* HttpClient.HttpClient, false)
     const where = url.href
@@ -150,12 +123,12 @@ const fetchObject = (
       Effect.flatMap((response) => readBody(response, MAX_METADATA_BYTES)),
       Effect.timeoutFail({
         duration: options?.timeout ?? DEFAULT_TIMEOUT,
-        onTimeout: () => new DiscoveryFailure({ reason: "unreachable", url: where, detail: "no answer in time" })
+        onTimeout: () => new DiscoveryError({ reason: "unreachable", url: where, detail: "no answer in time" })
       }),
       Effect.catchTags({
         RequestError: (error) =>
           Effect.fail(
-            new DiscoveryFailure({
+            new DiscoveryError({
               reason: "unreachable",
               url: where,
               detail: `the request failed (${
@@ -164,13 +137,13 @@ const fetchObject = (
             })
           ),
         ResponseError: () =>
-          Effect.fail(new DiscoveryFailure({ reason: "unreachable", url: where, detail: "the response failed" }))
+          Effect.fail(new DiscoveryError({ reason: "unreachable", url: where, detail: "the response failed" }))
       })
     )
     if (raw.status === 404 || raw.status === 410) return undefined
     if (raw.status !== 200) {
       return yield* Effect.fail(
-        new DiscoveryFailure({ reason: "not_found", url: where, detail: `HTTP ${raw.status}, expected 200` })
+        new DiscoveryError({ reason: "not_found", url: where, detail: `HTTP ${raw.status}, expected 200` })
       )
     }
     let json: unknown
@@ -181,7 +154,7 @@ const fetchObject = (
     }
     if (typeof json !== "object" || json === null || Array.isArray(json)) {
       return yield* Effect.fail(
-        new DiscoveryFailure({
+        new DiscoveryError({
           reason: "invalid_metadata",
           url: where,
           detail: raw.tooLarge === true
@@ -221,7 +194,7 @@ export const sameUrl = (a: string, b: string): boolean => {
 export const authorizationServer = (
   issuer: string,
   options?: Options
-): Effect.Effect<Fetched<AuthorizationServerMetadata>, DiscoveryFailure, HttpClient.HttpClient> =>
+): Effect.Effect<Fetched<AuthorizationServerMetadata>, DiscoveryError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     let found: { readonly url: URL; readonly fetched: Fetched<Record<string, unknown>> } | undefined
     for (const url of metadataUrls(issuer)) {
@@ -233,7 +206,7 @@ export const authorizationServer = (
     }
     if (found === undefined) {
       return yield* Effect.fail(
-        new DiscoveryFailure({
+        new DiscoveryError({
           reason: "not_found",
           url: issuer,
           detail: "neither /.well-known/oauth-authorization-server nor /.well-known/openid-configuration exists: " +
@@ -244,10 +217,10 @@ export const authorizationServer = (
     const doc = found.fetched.value
     const where = found.url.href
     const invalid = (detail: string) =>
-      Effect.fail(new DiscoveryFailure({ reason: "invalid_metadata", url: where, detail }))
+      Effect.fail(new DiscoveryError({ reason: "invalid_metadata", url: where, detail }))
     if (typeof doc.issuer !== "string" || !sameUrl(doc.issuer, issuer)) {
       return yield* Effect.fail(
-        new DiscoveryFailure({
+        new DiscoveryError({
           reason: "issuer_mismatch",
           url: where,
           detail: `the metadata names another issuer (${
@@ -264,7 +237,7 @@ export const authorizationServer = (
       options?.allowInsecureHttp === true
     if (tokenEndpoint.protocol !== "https:" && !loopbackHttp) {
       return yield* Effect.fail(
-        new DiscoveryFailure({
+        new DiscoveryError({
           reason: "insecure_endpoint",
           url: where,
           detail: "token_endpoint must use https (http only for loopback hosts with allow_insecure_http)"
@@ -296,7 +269,7 @@ export const protectedResource = (
   mcpUrl: string,
   metadataUrl: string | undefined,
   options?: Options
-): Effect.Effect<Fetched<ProtectedResourceMetadata>, DiscoveryFailure, HttpClient.HttpClient> =>
+): Effect.Effect<Fetched<ProtectedResourceMetadata>, DiscoveryError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const url = metadataUrl !== undefined && URL.canParse(metadataUrl)
       ? new URL(metadataUrl)
@@ -304,7 +277,7 @@ export const protectedResource = (
     const fetched = yield* fetchObject(url, options)
     if (fetched === undefined) {
       return yield* Effect.fail(
-        new DiscoveryFailure({
+        new DiscoveryError({
           reason: "not_found",
           url: url.href,
           detail: "the MCP server publishes no protected-resource metadata (RFC 9728): set issuer or token_url"
@@ -314,7 +287,7 @@ export const protectedResource = (
     const doc = fetched.value
     if (typeof doc.resource !== "string" || !sameUrl(doc.resource, mcpUrl)) {
       return yield* Effect.fail(
-        new DiscoveryFailure({
+        new DiscoveryError({
           reason: "resource_mismatch",
           url: url.href,
           detail: `the metadata is for another resource (${
@@ -326,7 +299,7 @@ export const protectedResource = (
     const servers = strings(doc.authorization_servers)
     if (servers === undefined || servers.length === 0) {
       return yield* Effect.fail(
-        new DiscoveryFailure({
+        new DiscoveryError({
           reason: "invalid_metadata",
           url: url.href,
           detail: "authorization_servers is missing or empty: set issuer or token_url"
@@ -349,6 +322,8 @@ export interface Discovered {
   readonly server: AuthorizationServerMetadata
   /** The MCP spec's scope selection: the 401's `scope`, else the resource's `scopes_supported`. */
   readonly scopes: ReadonlyArray<string> | undefined
+  /** How long both documents may be cached: the shorter `max-age`. */
+  readonly maxAge: Duration.Duration
 }
 
 /**
@@ -362,7 +337,7 @@ export const fromMcpServer = (
   mcpUrl: string,
   allowedIssuers: ReadonlyArray<string>,
   options?: Options
-): Effect.Effect<Discovered, DiscoveryFailure, HttpClient.HttpClient> =>
+): Effect.Effect<Discovered, DiscoveryError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const client = HttpClient.withTracerPropagation(yield* HttpClient.HttpClient, false)
     // an initialize without credentials: a protected server answers 401 with its challenge
@@ -383,7 +358,7 @@ export const fromMcpServer = (
     )
     if (pinned === undefined) {
       return yield* Effect.fail(
-        new DiscoveryFailure({
+        new DiscoveryError({
           reason: "issuer_not_trusted",
           url: mcpUrl,
           detail: `the MCP server names ${
@@ -397,30 +372,12 @@ export const fromMcpServer = (
     const scopes = challenge.scope !== undefined
       ? challenge.scope.split(/\s+/).filter((s) => s.length > 0)
       : resource.value.scopesSupported
-    return { resource: resource.value, server: server.value, scopes }
-  })
-
-/**
- * Authorization-server metadata by issuer, kept for each document's `Cache-Control: max-age` (default one hour); a
- * failure is not kept. `invalidate(issuer)` drops an entry (e.g. after a 404 at the token endpoint).
- *
- * @internal
- */
-export const makeCache = (
-  options?: Options
-): Effect.Effect<Cache.Cache<string, AuthorizationServerMetadata, DiscoveryFailure>, never, HttpClient.HttpClient> =>
-  Effect.flatMap(Effect.context<HttpClient.HttpClient>(), (context) => {
-    const ages = new Map<string, Duration.Duration>()
-    return Cache.makeWith({
-      capacity: 64,
-      lookup: (issuer: string) =>
-        authorizationServer(issuer, options).pipe(
-          Effect.tap((fetched) => Effect.sync(() => ages.set(issuer, fetched.maxAge))),
-          Effect.map((fetched) => fetched.value),
-          Effect.provide(context)
-        ),
-      timeToLive: (exit) => Exit.isSuccess(exit) ? ages.get(exit.value.issuer) ?? DEFAULT_MAX_AGE : Duration.zero
-    })
+    return {
+      resource: resource.value,
+      server: server.value,
+      scopes,
+      maxAge: Duration.min(resource.maxAge, server.maxAge)
+    }
   })
 
 /**
@@ -436,3 +393,147 @@ export const chooseAuthMethod = (
   supported === undefined
     ? available.includes("client_secret_basic") ? "client_secret_basic" : available[0]
     : available.find((method) => supported.includes(method))
+
+/** The client-secret methods, in order of preference, when `auth_method` is chosen from the metadata. */
+const SECRET_METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt"] as const
+
+/**
+ * The configuration completed from what discovery found: the token endpoint; the issuer (for `assertion_audience:
+ * issuer`) and, from an MCP server, `resource` and `scopes` when not configured; `auth_method` when not configured.
+ */
+const complete = (
+  config: ServiceAccountConfig.ServiceAccountConfig,
+  settings: ServiceAccountConfig.DiscoverySettings,
+  server: AuthorizationServerMetadata,
+  fromServer: Discovered | undefined
+): Effect.Effect<ServiceAccountConfig.Resolved, DiscoveryError> => {
+  let authMethod = config.authMethod
+  if (settings.chooseAuthMethod) {
+    const chosen = chooseAuthMethod(server.authMethods, SECRET_METHODS)
+    if (chosen === undefined) {
+      return Effect.fail(
+        new DiscoveryError({
+          reason: "auth_method_unsupported",
+          url: server.issuer,
+          detail: `the authorization server accepts ${
+            (server.authMethods ?? []).map((m) => scrub(m, [], 40)).join(", ")
+          } (token_endpoint_auth_methods_supported), none of them a client secret: set auth_method and its ` +
+            "credential"
+        })
+      )
+    }
+    authMethod = chosen as ServiceAccountConfig.AuthMethod
+  }
+  return Effect.succeed({
+    ...config,
+    tokenUrl: server.tokenEndpoint,
+    issuer: config.issuer ?? server.issuer,
+    authMethod,
+    resource: config.resource ?? fromServer?.resource.resource,
+    scopes: settings.chooseScopes && fromServer?.scopes !== undefined ? fromServer.scopes : config.scopes
+  })
+}
+
+/**
+ * The token endpoint of a configuration, found once and kept for the documents' `max-age`.
+ *
+ * @internal
+ */
+export interface Resolver {
+  /** For a token request: the configuration with its token endpoint, kept while the metadata may be cached. */
+  readonly resolve: Effect.Effect<ServiceAccountConfig.Resolved, DiscoveryError>
+  /**
+   * The configuration last resolved (what the current token was requested with), without a request; discovered now
+   * when there is none yet.
+   */
+  readonly current: Effect.Effect<ServiceAccountConfig.Resolved, DiscoveryError>
+  /**
+   * After a token request failed in a way that suggests the metadata changed: discovers again (once per kept
+   * result) and returns the new configuration if the token endpoint or the auth method changed.
+   */
+  readonly rediscover: (
+    stale: ServiceAccountConfig.Resolved
+  ) => Effect.Effect<ServiceAccountConfig.Resolved | undefined, DiscoveryError>
+}
+
+/**
+ * A {@link Resolver} for `config`. A configuration with `token_url` resolves to itself and never fetches. From an MCP
+ * server, `mcpUrl` is the server whose protected-resource metadata names the authorization server.
+ *
+ * @internal
+ */
+export const resolver = (
+  config: ServiceAccountConfig.ServiceAccountConfig,
+  mcpUrl: string | URL | undefined
+): Effect.Effect<Resolver, never, HttpClient.HttpClient> =>
+  Effect.gen(function*() {
+    const settings = config.discovery
+    if (config.tokenUrl !== undefined || settings === undefined) {
+      const resolved = Effect.succeed(config as ServiceAccountConfig.Resolved)
+      return { resolve: resolved, current: resolved, rediscover: () => Effect.succeed(undefined) }
+    }
+    const options: Options = {
+      timeout: Duration.seconds(config.timeoutSeconds),
+      allowInsecureHttp: config.allowInsecureHttp
+    }
+    const discover: Effect.Effect<
+      { readonly config: ServiceAccountConfig.Resolved; readonly maxAge: Duration.Duration },
+      DiscoveryError,
+      HttpClient.HttpClient
+    > = Effect.suspend(() => {
+      if (settings.from === "issuer") {
+        return Effect.flatMap(
+          authorizationServer(config.issuer!, options),
+          (fetched) =>
+            Effect.map(
+              complete(config, settings, fetched.value, undefined),
+              (c) => ({ config: c, maxAge: fetched.maxAge })
+            )
+        )
+      }
+      if (mcpUrl === undefined) {
+        return Effect.fail(
+          new DiscoveryError({
+            reason: "not_found",
+            url: settings.trusted.join(", "),
+            detail: "discovery from the MCP server needs the server's URL (no function group uses this provider, or " +
+              "none was given): set token_url or issuer"
+          })
+        )
+      }
+      return Effect.flatMap(
+        fromMcpServer(String(mcpUrl), settings.trusted, options),
+        (found) =>
+          Effect.map(complete(config, settings, found.server, found), (c) => ({ config: c, maxAge: found.maxAge }))
+      )
+    })
+    const context = yield* Effect.context<HttpClient.HttpClient>()
+    const cache = yield* Cache.makeWith({
+      capacity: 1,
+      lookup: (_: "resolved") => Effect.provide(discover, context),
+      timeToLive: (exit) => Exit.isSuccess(exit) ? exit.value.maxAge : Duration.zero
+    })
+    let last: ServiceAccountConfig.Resolved | undefined
+    const resolve = Effect.map(cache.get("resolved"), (r) => {
+      last = r.config
+      return r.config
+    })
+    return {
+      resolve,
+      current: Effect.suspend(() => last === undefined ? resolve : Effect.succeed(last)),
+      rediscover: (stale) =>
+        Effect.gen(function*() {
+          const kept = yield* cache.getOption("resolved")
+          // someone else has already rediscovered since `stale` was resolved: use theirs
+          if (kept._tag === "Some" && kept.value.config !== stale) return changed(stale, kept.value.config)
+          yield* cache.invalidate("resolved")
+          return changed(stale, yield* resolve)
+        })
+    }
+  })
+
+const changed = (
+  stale: ServiceAccountConfig.Resolved,
+  fresh: ServiceAccountConfig.Resolved
+): ServiceAccountConfig.Resolved | undefined =>
+  stale.tokenUrl.href !== fresh.tokenUrl.href || stale.authMethod !== fresh.authMethod ? fresh : undefined

@@ -42,6 +42,20 @@ export const closest = (input: string, candidates: Iterable<string>): string | u
 export const displayUrl = (url: URL | string): string => Scrub.url(url)
 
 /**
+ * The token endpoint of a configuration as errors and labels show it: `token_url`, or before discovery found it, what
+ * it is found from (the issuer, or the trusted issuers of an MCP server's metadata).
+ *
+ * @internal
+ */
+export const endpointOf = (config: {
+  readonly tokenUrl?: URL | undefined
+  readonly discovery?: { readonly from: string; readonly trusted: ReadonlyArray<string> } | undefined
+}): string =>
+  config.tokenUrl !== undefined
+    ? displayUrl(config.tokenUrl)
+    : `discovered (${config.discovery?.trusted.map((issuer) => displayUrl(issuer)).join(", ") ?? "?"})`
+
+/**
  * Server-provided text made safe for messages (`Scrub.text`): bounded, single-line, printable, and with every known
  * secret removed in each form it travels in.
  *

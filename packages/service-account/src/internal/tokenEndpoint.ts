@@ -13,7 +13,7 @@ import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as AccessToken from "../AccessToken.js"
-import type { ServiceAccountConfig } from "../ServiceAccountConfig.js"
+import type { Resolved } from "../ServiceAccountConfig.js"
 import {
   InvalidCredentialsError,
   MalformedResponseError,
@@ -34,7 +34,7 @@ export { basicCredential, formEncode } from "./clientAuth.js"
  * @internal
  */
 export const makeRequest = (
-  config: ServiceAccountConfig,
+  config: Resolved,
   auth: { readonly params: ReadonlyArray<[string, string]>; readonly authorization?: string | undefined }
 ): HttpClientRequest.HttpClientRequest => {
   const params: Array<[string, string]> = [[
@@ -121,7 +121,7 @@ export const readBody = (
  * @internal
  */
 export const secretsOf = (
-  config: ServiceAccountConfig,
+  config: Resolved,
   knownTokens: ReadonlyArray<Redacted.Redacted<string> | undefined> = [],
   requestSecrets: ReadonlyArray<string> = []
 ): Array<string> => {
@@ -228,7 +228,7 @@ export interface Parsed {
  * @internal
  */
 export const parse = (
-  config: ServiceAccountConfig,
+  config: Resolved,
   response: RawResponse,
   issuedAt: number,
   now: number,
@@ -381,7 +381,7 @@ export const parse = (
  * @internal
  */
 export const parseResponse = (
-  config: ServiceAccountConfig,
+  config: Resolved,
   response: RawResponse,
   issuedAt: number,
   now: number,
@@ -435,7 +435,7 @@ const rootFailure = (error: unknown): Failure => {
  * @internal
  */
 export const fromHttpClientError = (
-  config: ServiceAccountConfig,
+  config: Resolved,
   error: HttpClientError.HttpClientError,
   secrets: ReadonlyArray<string> = secretsOf(config)
 ): TlsError | NetworkError => {

@@ -19,13 +19,14 @@ import * as Scope from "effect/Scope"
 import type * as AccessToken from "../AccessToken.js"
 import * as Metrics from "../Metrics.js"
 import * as RetrySchedule from "../RetrySchedule.js"
-import type { ServiceAccountConfig } from "../ServiceAccountConfig.js"
-import { isTransient, retryAfter, type TokenError } from "../ServiceAccountError.js"
+import type { Resolved, ServiceAccountConfig } from "../ServiceAccountConfig.js"
+import { type DiscoveryError, isTransient, retryAfter, type TokenError } from "../ServiceAccountError.js"
 import type { FunctionLoader } from "../ServiceToken.js"
 import * as TokenEndpoint from "../TokenEndpoint.js"
 import type * as TokenProvider from "../TokenProvider.js"
+import * as Discovery from "./discovery.js"
 import * as Lifecycle from "./lifecycle.js"
-import { displayUrl } from "./text.js"
+import { endpointOf } from "./text.js"
 
 /** @internal */
 export const TypeId: TokenProvider.TypeId = Symbol.for(
@@ -108,6 +109,7 @@ class Provider implements TokenProvider.TokenProvider {
   /** The single flight while a fetch is in flight: see `flights()`. */
   private cache: Cache.Cache<number, Lifecycle.TokenOutcome | undefined> | undefined = undefined
   readonly get: Effect.Effect<AccessToken.AccessToken, TokenError>
+  readonly resolved: Effect.Effect<Resolved, DiscoveryError>
 
   constructor(
     readonly name: string,
@@ -117,9 +119,12 @@ class Provider implements TokenProvider.TokenProvider {
     private readonly scope: Scope.Scope,
     private readonly clock: Clock.Clock,
     private readonly ref: Ref.Ref<Lifecycle.State>,
-    private readonly loadFunction: FunctionLoader | undefined
+    private readonly loadFunction: FunctionLoader | undefined,
+    /** The configuration with its token endpoint: itself, or completed by discovery. */
+    private readonly resolver: Discovery.Resolver
   ) {
-    this.tokenUrl = displayUrl(config.tokenUrl)
+    this.resolved = resolver.current
+    this.tokenUrl = endpointOf(config)
     this.labels = [MetricLabel.make("provider", name)]
     this.endpointLabels = endpointLabels(this.tokenUrl)
     this.get = Effect.suspend(() => this.peek() === undefined ? this.slow() : this.ready!)
@@ -283,14 +288,25 @@ class Provider implements TokenProvider.TokenProvider {
       attempts.n++
       const config = this.config
       const budget = Math.max(deadline - this.clock.unsafeCurrentTimeMillis(), MIN_ATTEMPT_MS)
+      const send = (resolved: Resolved) =>
+        TokenEndpoint.request(resolved, {
+          timeout: Duration.millis(Math.min(config.timeoutSeconds * 1000, budget)),
+          knownTokens: [this.latest?.token, this.previous?.token],
+          loadFunction: this.loadFunction
+        })
       return Effect.logDebug("Fetching new service account token").pipe(
         Effect.annotateLogs({ token_url: this.tokenUrl, scopes: config.scopes.join(" "), attempt: attempts.n }),
-        Effect.zipRight(
-          TokenEndpoint.request(config, {
-            timeout: Duration.millis(Math.min(config.timeoutSeconds * 1000, budget)),
-            knownTokens: [this.latest?.token, this.previous?.token],
-            loadFunction: this.loadFunction
-          })
+        Effect.zipRight(this.resolver.resolve),
+        Effect.flatMap((resolved) =>
+          send(resolved).pipe(
+            // discovered metadata may be stale: found again once, and the request sent again if it changed
+            Effect.catchIf((error) => suggestsMoved(config, error), (error) =>
+              Effect.flatMap(this.resolver.rediscover(resolved), (fresh) =>
+                fresh === undefined ? Effect.fail(error) : Effect.logDebug("Token endpoint discovered again").pipe(
+                  Effect.annotateLogs({ token_url: endpointOf(fresh), auth_method: fresh.authMethod }),
+                  Effect.zipRight(send(fresh))
+                )))
+          )
         ),
         // a token that came too late to use fails the attempt, so the schedule retries it
         Effect.flatMap((token) => {
@@ -462,6 +478,7 @@ class Provider implements TokenProvider.TokenProvider {
 export interface MakeOptions {
   readonly name?: string | undefined
   readonly loadFunction?: FunctionLoader | undefined
+  readonly mcpUrl?: string | URL | undefined
 }
 
 /** @internal */
@@ -471,6 +488,7 @@ export const make = (
 ): Effect.Effect<TokenProvider.TokenProvider, never, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
+    const resolver = yield* Discovery.resolver(config, options?.mcpUrl)
     const provider = new Provider(
       options?.name ?? config.clientId,
       config,
@@ -478,7 +496,8 @@ export const make = (
       scope,
       yield* Effect.clock,
       yield* Ref.make(Lifecycle.initial),
-      options?.loadFunction
+      options?.loadFunction,
+      resolver
     )
     // not Effect.addFinalizer, which keeps a copy of this fiber's FiberRefs per provider
     yield* Scope.addFinalizerExit(scope, () => provider.close())
@@ -494,6 +513,19 @@ export const mirror = (
 /** @internal */
 export const flushMirror = (provider: TokenProvider.TokenProvider, target: TokenProvider.Mirror): void => {
   if (provider instanceof Provider) provider.flushMirror(target)
+}
+
+/**
+ * A failure that suggests the discovered metadata changed: the token endpoint is gone (404, 405, 410), or the server
+ * refused the client authentication that was chosen from its metadata.
+ */
+const suggestsMoved = (config: ServiceAccountConfig, error: TokenError): boolean => {
+  if (config.discovery === undefined) return false
+  if (error._tag === "TokenEndpointError" && [404, 405, 410].includes(error.status)) return true
+  return config.discovery.chooseAuthMethod &&
+    (error._tag === "InvalidCredentialsError" ||
+      (error._tag === "TokenEndpointError" &&
+        (error.error === "unauthorized_client" || error.error === "invalid_request")))
 }
 
 const exitError = (exit: Exit.Exit<unknown, TokenError>): TokenError | undefined =>

@@ -85,7 +85,8 @@ export const errorArb: fc.Arbitrary<TokenError> = fc.tuple(
 /**
  * The spec's classification, written out: network failures, timeouts, 429 and 5xx (and 408), and a token that arrived
  * too late to use (a slow endpoint may answer in time next time) may succeed when retried; invalid credentials, OAuth
- * 4xx errors, TLS failures and every other malformed 200 response will not.
+ * 4xx errors, TLS failures, every other malformed 200 response and every discovery failure but an unreachable document
+ * will not.
  */
 export const isPermanent = (error: TokenError): boolean => {
   switch (error._tag) {
@@ -97,6 +98,8 @@ export const isPermanent = (error: TokenError): boolean => {
       return error.status < 500 && error.status !== 408
     case "MalformedResponseError":
       return error.reason !== "arrived_late"
+    case "DiscoveryError":
+      return error.reason !== "unreachable"
     case "InvalidCredentialsError":
     case "TlsError":
     case "ClientCredentialError":
