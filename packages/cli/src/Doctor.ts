@@ -4,9 +4,11 @@
  * `internal/doctor/`.
  *
  * Statuses: `✓` passed, `✗` failed (with the fix in one line), `–` skipped because a check it depends on failed
- * (or was skipped), `·` not applicable (e.g. discovery without `issuer`, no service token configured). The exit code
- * is 0 when no check failed; otherwise the code of the first failed check's family, as the other commands exit
- * ({@link failureCode}).
+ * (or was skipped), `·` not applicable (e.g. discovery without `issuer`, no service token configured, TLS through a
+ * proxy, no server's `Date` to compare the clock with). The exit code is 0 when no check failed; otherwise the code
+ * of the first failed check's failure family, as the other commands exit for the same error ({@link failureCode}):
+ * 1 a bug in a check, 3 configuration or environment, 4–8 the token request's error, 6 TLS, 7 network, 9 service
+ * token, 10 MCP server.
  *
  * @since 0.3.0
  */
@@ -68,7 +70,9 @@ export const dependencies: Readonly<Record<CheckName, ReadonlyArray<CheckName>>>
   discovery: ["config"],
   token_request: ["dns_tcp", "tls", "discovery"],
   token_claims: ["token_request"],
-  clock_skew: ["dns_tcp", "tls"],
+  // after a TLS failure it still reads the MCP server's Date, and the token endpoint's when the certificate's only
+  // fault is its dates (a wrong local clock): an unverified HEAD, nothing else (see the check)
+  clock_skew: ["dns_tcp"],
   service_token: ["config"],
   // the claims are read without verification, a guess: the server's answer is the definitive check, so it runs anyway
   mcp_initialize: ["token_request", "service_token"]
@@ -135,11 +139,13 @@ export const exitCode = (results: ReadonlyArray<CheckResult>): number =>
   results.find((r) => r.status === "failed")?.code ?? ExitCode.ok
 
 /**
- * The exit code of a failed check that is not a token request (a token request fails with its error's code, as
- * `mcp-auth token` exits): configuration (3) for the configuration and environment, discovery (the configuration
- * disagrees with the metadata), the token's claims (resource, scopes or token_cache_buffer_seconds) and the clock
- * skew; network (7) for DNS and TCP, and for discovery when the issuer does not answer; TLS (6); service token (9);
- * MCP server (10).
+ * The exit code of each check's own failures: configuration (3) for the configuration and environment (the proxy
+ * variables included), discovery (the configuration disagrees with the metadata), the token's claims (resource, scopes,
+ * token_cache_buffer_seconds, a clock) and the clock skew; network (7) for DNS and TCP; TLS (6); service token (9); MCP
+ * server (10). A failure of another family exits with that family's code, as the other commands exit for the same
+ * error: discovery with 7 when the issuer does not answer; the token request with its error's code (3–8, as
+ * `mcp-auth token` exits); the service token with 3 when its configuration is the problem; the MCP `initialize` with 6
+ * when the MCP server's certificate is not trusted. A bug in a check (an unexpected error) exits with 1.
  *
  * @since 0.3.0
  * @category Constants

@@ -139,16 +139,69 @@ export const skewSeconds = (date: string | undefined, localMillis: number): numb
   if (date === undefined) return undefined
   const server = Date.parse(date)
   // the header has whole seconds: half a second of rounding either way is no skew
-  return Number.isNaN(server) ? undefined : Math.round((server - localMillis) / 1000)
+  // (`+ 0` turns the -0 of a server a little behind into 0)
+  return Number.isNaN(server) ? undefined : Math.round((server - localMillis) / 1000) + 0
 }
 
-/** `error` and `error_description` of a `WWW-Authenticate: Bearer …` challenge (RFC 6750 §3). @internal */
+const tchar = "[!#$%&'*+.^_`|~0-9A-Za-z-]"
+
+/**
+ * The challenges of a `WWW-Authenticate` header (RFC 9110 §11.6.1): each scheme with its parameters (names in lower
+ * case, quoted values unescaped, unquoted tokens as they are) or its token68. Several challenges may share one header,
+ * separated by commas; parsing stops at the first thing that is neither.
+ *
+ * @internal
+ */
+export const parseChallenges = (
+  header: string
+): Array<{ readonly scheme: string; readonly params: Record<string, string>; readonly token68?: string }> => {
+  const challenges: Array<{ scheme: string; params: Record<string, string>; token68?: string }> = []
+  const param = new RegExp(`[\\s,]*(${tchar}+)[ \\t]*=[ \\t]*(?:"((?:[^"\\\\]|\\\\.)*)"|(${tchar}+))`, "y")
+  const scheme = new RegExp(`[\\s,]*(${tchar}+)`, "y")
+  const token68 = /[ \t]+([A-Za-z0-9\-._~+/]+=*)[ \t]*(?=,|$)/y
+  let at = 0
+  while (at < header.length) {
+    param.lastIndex = at
+    const p = challenges.length > 0 ? param.exec(header) : null
+    if (p !== null) {
+      challenges[challenges.length - 1]!.params[p[1]!.toLowerCase()] = p[2] === undefined
+        ? p[3]!
+        : p[2].replace(/\\(.)/g, "$1")
+      at = param.lastIndex
+      continue
+    }
+    scheme.lastIndex = at
+    const s = scheme.exec(header)
+    if (s === null) break
+    const challenge: { scheme: string; params: Record<string, string>; token68?: string } = {
+      scheme: s[1]!,
+      params: {}
+    }
+    challenges.push(challenge)
+    at = scheme.lastIndex
+    token68.lastIndex = at
+    const t = token68.exec(header)
+    if (t !== null) {
+      challenge.token68 = t[1]!
+      at = token68.lastIndex
+    }
+  }
+  return challenges
+}
+
+/**
+ * `error`, `error_description` and `scope` of the `Bearer` challenge of a `WWW-Authenticate` header (RFC 6750 §3),
+ * quoted or not; empty without a `Bearer` challenge.
+ *
+ * @internal
+ */
 export const bearerError = (
   header: string | undefined
 ): { readonly error?: string | undefined; readonly description?: string | undefined; readonly scope?: string } => {
-  if (header === undefined || !/^\s*bearer\b/i.test(header)) return {}
-  const param = (name: string) =>
-    new RegExp(`(?:^|[\\s,])${name}="((?:[^"\\\\]|\\\\.)*)"`, "i").exec(header)?.[1]?.replace(/\\(.)/g, "$1")
-  const scope = param("scope")
-  return { error: param("error"), description: param("error_description"), ...(scope ? { scope } : {}) }
+  const bearer = header === undefined
+    ? undefined
+    : parseChallenges(header).find((c) => c.scheme.toLowerCase() === "bearer")
+  if (bearer === undefined) return {}
+  const { error, error_description: description, scope } = bearer.params
+  return { error, description, ...(scope ? { scope } : {}) }
 }

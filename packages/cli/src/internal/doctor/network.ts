@@ -1,6 +1,7 @@
 /**
  * The network probes of `mcp-auth doctor`: DNS and TCP to a host, a TLS handshake that reports what the server
- * presented, and which proxy (if any) a token request goes through. Nothing is sent over these connections.
+ * presented, and which proxy (if any) a token request goes through. Nothing is sent over these connections, except
+ * by {@link unverifiedDate}: a bare `HEAD`.
  *
  * @internal
  */
@@ -9,6 +10,8 @@ import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Dns from "node:dns"
+import * as Http from "node:http"
+import * as Https from "node:https"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
 
@@ -74,12 +77,21 @@ export class ProbeError extends Error {
 
 const codeOf = (cause: unknown): string => (cause as NodeJS.ErrnoException | undefined)?.code ?? "error"
 
-/** The addresses a host name resolves to (an IP address resolves to itself). @internal */
-export const lookup = (host: string): Effect.Effect<ReadonlyArray<string>, ProbeError> =>
+/** The addresses a host name resolves to (an IP address resolves to itself), at least one. @internal */
+export const lookup = (host: string, timeoutMs: number): Effect.Effect<ReadonlyArray<string>, ProbeError> =>
   Net.isIP(host) !== 0 ? Effect.succeed([host]) : Effect.tryPromise({
     try: () => Dns.promises.lookup(host, { all: true }).then((all) => all.map((a) => a.address)),
     catch: (cause) => new ProbeError(codeOf(cause), `${host} does not resolve (${codeOf(cause)})`)
-  })
+  }).pipe(
+    Effect.filterOrFail(
+      (addresses) => addresses.length > 0,
+      () => new ProbeError("ENOTFOUND", `${host} resolves to no address`)
+    ),
+    Effect.timeoutFail({
+      duration: timeoutMs,
+      onTimeout: () => new ProbeError("EAI_AGAIN", `${host} did not resolve in ${timeoutMs / 1000} s`)
+    })
+  )
 
 /** A TCP connection to `address:port`, closed at once. @internal */
 export const connect = (address: string, port: number, timeoutMs: number): Effect.Effect<void, ProbeError> =>
@@ -107,6 +119,7 @@ export interface Handshake {
   readonly authorizationError: string | undefined
   readonly subject: string
   readonly issuer: string
+  readonly validFrom: Date | undefined
   readonly validTo: Date | undefined
   readonly altNames: string | undefined
   /** Why the certificate is not for the host, when it is not. */
@@ -172,15 +185,58 @@ const inspect = (socket: Tls.TLSSocket, endpoint: Endpoint): Handshake => {
   const identity = peer !== undefined && Object.keys(peer).length > 0
     ? Tls.checkServerIdentity(endpoint.host, peer)
     : new Error("the server presented no certificate")
-  const validTo = peer?.valid_to === undefined ? undefined : new Date(peer.valid_to)
+  const date = (value: string | undefined) => {
+    const parsed = value === undefined ? undefined : new Date(value)
+    return parsed === undefined || Number.isNaN(parsed.getTime()) ? undefined : parsed
+  }
   const result: Handshake = {
     authorized: socket.authorized,
     authorizationError: errorCode(socket.authorizationError),
     subject: cn(peer?.subject),
     issuer: cn(peer?.issuer),
-    validTo: validTo === undefined || Number.isNaN(validTo.getTime()) ? undefined : validTo,
+    validFrom: date(peer?.valid_from),
+    validTo: date(peer?.valid_to),
     altNames: peer?.subjectaltname,
     hostnameError: identity === undefined ? undefined : identity.message
   }
   return result
 }
+
+/**
+ * The certificate errors a wrong local clock causes: the server's certificate looks expired or not yet valid.
+ *
+ * @internal
+ */
+export const clockCertificateErrors: ReadonlySet<string> = new Set(["CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID"])
+
+/**
+ * The `Date` header of a `HEAD` to `url` over a connection whose certificate is NOT verified, for when the only
+ * problem is its validity dates (which a wrong local clock causes). No credentials, no client certificate, no proxy;
+ * nothing else is sent and the body is not read.
+ *
+ * @internal
+ */
+export const unverifiedDate = (url: URL, timeoutMs: number): Effect.Effect<string | undefined, ProbeError> =>
+  Effect.async<string | undefined, ProbeError>((resume) => {
+    const request = (url.protocol === "https:" ? Https : Http).request(url, {
+      method: "HEAD",
+      agent: false,
+      rejectUnauthorized: false,
+      timeout: timeoutMs
+    })
+    request.once("response", (response) => {
+      const date = response.headers.date
+      request.destroy()
+      resume(Effect.succeed(date))
+    })
+    request.once("timeout", () => {
+      request.destroy()
+      resume(Effect.fail(new ProbeError("ETIMEDOUT", `no answer in ${timeoutMs / 1000} s`)))
+    })
+    request.once("error", (cause) => {
+      request.destroy()
+      resume(Effect.fail(new ProbeError(codeOf(cause), `no answer (${codeOf(cause)})`)))
+    })
+    request.end()
+    return Effect.sync(() => request.destroy())
+  })

@@ -13,6 +13,7 @@ import * as Discovery from "@mcp-auth/service-account/Discovery"
 import * as RequestContext from "@mcp-auth/service-account/RequestContext"
 import * as Scrub from "@mcp-auth/service-account/Scrub"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
+import type { ConfigIssue, DiscoveryError } from "@mcp-auth/service-account/ServiceAccountError"
 import { ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
 import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenEndpoint from "@mcp-auth/service-account/TokenEndpoint"
@@ -36,6 +37,15 @@ import { bearerError, decodeJwt, evaluateClaims, maxSkewSeconds, skewSeconds } f
 import * as Network from "./network.js"
 
 type Outcome = Doctor.Outcome
+
+/** A server's `Date` against the local clock (seconds, `undefined` without one) and how it was read. */
+interface Reading {
+  readonly skew: number | undefined
+  readonly note: string | undefined
+}
+
+/** The proxy variables, as `TokenHttpClient` names them in its configuration issues. */
+const proxyVariables: ReadonlyArray<string> = ["HTTPS_PROXY", "HTTP_PROXY"]
 
 const passed = (detail: string): Outcome => ({ status: "passed", detail })
 const notApplicable = (detail: string): Outcome => ({ status: "not_applicable", detail })
@@ -63,6 +73,7 @@ interface Options {
   readonly group: Option.Option<string>
   readonly caFile: Option.Option<string>
   readonly json: boolean
+  readonly verbose?: boolean | undefined
 }
 
 const humanSeconds = (s: number): string => {
@@ -82,7 +93,16 @@ const makeChecks = (
 ): Record<Doctor.CheckName, Effect.Effect<Outcome>> => {
   const { group, name, provider } = target
   const loadFunction = ServiceTokenLoader.make(workflow.baseDir)
-  const tokenUrl = provider.tokenUrl
+  /** The configuration with its token endpoint: the provider itself, or what the discovery check found. */
+  let resolved: ServiceAccountConfig.Resolved | undefined = ServiceAccountConfig.isResolved(provider)
+    ? provider
+    : undefined
+  // the first server contacted: the token endpoint, else where discovery starts (the issuer, or the MCP server)
+  const [firstUrl, firstKey] = provider.tokenUrl !== undefined
+    ? [provider.tokenUrl, "token_url"] as const
+    : provider.discovery?.from === "issuer"
+    ? [new URL(provider.issuer!), "issuer"] as const
+    : [group?.url ?? new URL(provider.discovery!.trusted[0]!), "server.url"] as const
   // as Workflow.make connects: the token endpoint trusts the provider's ca_file first, the MCP server --ca-file first
   const tokenTls: TokenHttpClient.TlsOptions = {
     ...TokenHttpClient.optionsFromConfig(provider),
@@ -92,33 +112,62 @@ const makeChecks = (
   const tokenHttp = TokenHttpClient.layer(tokenTls)
   const mcpHttp = TokenHttpClient.layer(mcpTls)
   const timeoutMs = Math.min(provider.timeoutSeconds, 30) * 1000
-  const proxy = Network.proxyFor(provider, tokenUrl)
+  const proxy = Network.proxyFor(provider, firstUrl)
   let token: { readonly value: string; readonly scopes: ReadonlyArray<string>; readonly lifetime: number } | undefined
   let serviceHeader: ServiceToken.ServiceHeader | undefined
+  /** The certificate error of the token endpoint, when the TLS check failed on one. */
+  let tokenCertificateError: string | undefined
 
   const config = Effect.gen(function*() {
     const issues = yield* Validate.providerIssues(name, provider, loadFunction)
+    const add = (found: ReadonlyArray<ConfigIssue>) => {
+      for (const issue of found) {
+        if (!issues.some((i) => i.toString() === issue.toString())) issues.push(issue)
+      }
+    }
     for (const tls of group === undefined ? [tokenTls] : [tokenTls, mcpTls]) {
       const files = yield* Effect.either(TokenHttpClient.connectOptions(tls))
-      if (Either.isLeft(files)) {
-        for (const issue of Validate.under(name, files.left)) {
-          if (!issues.some((i) => i.toString() === issue.toString())) issues.push(issue)
-        }
-      }
+      if (Either.isLeft(files)) add(Validate.under(name, files.left))
+    }
+    // the proxy as the token request and the MCP connection make it: proxy_url, else the proxy variables
+    const proxied = yield* Effect.either(
+      Effect.scoped(TokenHttpClient.makeDispatcher({ proxy: tokenTls.proxy, environment: tokenTls.environment }))
+    )
+    const badVariables = Either.isLeft(proxied)
+      ? proxied.left.issues.filter((i) => proxyVariables.includes(i.path))
+      : []
+    if (Either.isLeft(proxied)) {
+      add(badVariables)
+      add(
+        Validate.under(
+          name,
+          new ConfigurationError({ issues: proxied.left.issues.filter((i) => !badVariables.includes(i)) })
+        )
+      )
     }
     if (issues.length > 0) {
       const error = new ConfigurationError({ issues })
-      return failed(error.message, report(error).hint ?? "", ExitCode.configuration)
+      const fix = [
+        ...(issues.length > badVariables.length ? [report(error).hint ?? ""] : []),
+        ...(badVariables.length === 0 ? [] : [
+          `Set ${
+            badVariables.map((i) => i.path).join(" and ")
+          } (or the lower-case spelling) to http://[user:password@]host:port, or unset it.`
+        ])
+      ]
+      return failed(error.message, fix.join(" "), ExitCode.configuration)
     }
     return passed(
-      `workflow loaded; ${ClientAuthentication.describe(provider)}; credential and CA files readable`
+      `workflow loaded; ${ClientAuthentication.describe(provider)}; credential and CA files readable${
+        proxy === undefined ? "" : `; proxy ${proxy.shown} (from ${proxy.from})`
+      }`
     )
   })
 
   const dnsTcp = Effect.gen(function*() {
-    const endpoint = proxy ?? Network.endpointOf(tokenUrl)
+    const endpoint = proxy ?? Network.endpointOf(firstUrl)
     const via = proxy === undefined ? "" : ` (the proxy from ${proxy.from}, ${proxy.shown})`
-    const addresses = yield* Network.lookup(endpoint.host)
+    const addresses = yield* Network.lookup(endpoint.host, timeoutMs)
     const address = addresses[0]!
     yield* Network.connect(address, endpoint.port, timeoutMs)
     return passed(
@@ -131,21 +180,21 @@ const makeChecks = (
       Effect.succeed(failed(
         error.message,
         error.code === "ENOTFOUND" || error.code === "EAI_AGAIN"
-          ? "The host name does not resolve: check the host of token_url (and DNS, VPN)."
+          ? `The host name does not resolve: check the host of ${firstKey} (and DNS, VPN).`
           : error.code === "ECONNREFUSED"
-          ? `Nothing listens there: check the port of token_url${
+          ? `Nothing listens there: check the port of ${firstKey}${
             proxy === undefined ? "" : " (or the proxy)"
-          } and that the authorization server is up.`
+          } and that the server is up.`
           : error.code === "ETIMEDOUT"
           ? "No answer: a firewall may drop the connection; behind a corporate proxy set proxy_url or HTTPS_PROXY."
-          : "Check that the token endpoint URL is reachable from here.",
+          : `Check that ${firstKey} is reachable from here.`,
         ExitCode.network
       ))
     )
   )
 
   const tls = Effect.gen(function*() {
-    if (tokenUrl.protocol !== "https:") return notApplicable("token_url is http (loopback): no TLS")
+    if (firstUrl.protocol !== "https:") return notApplicable(`${firstKey} is http (loopback): no TLS`)
     if (proxy !== undefined) {
       return notApplicable(`through the proxy ${proxy.shown}: the token request checks the certificate`)
     }
@@ -153,18 +202,24 @@ const makeChecks = (
     const trust = connectOptions.ca === undefined
       ? `the system roots${process.env.NODE_EXTRA_CA_CERTS ? " and NODE_EXTRA_CA_CERTS" : ""}`
       : `ca_file ${tokenTls.caFile} (and the system roots)`
-    const endpoint = Network.endpointOf(tokenUrl)
+    const endpoint = Network.endpointOf(firstUrl)
     const shake = yield* Network.handshake(endpoint, connectOptions, timeoutMs)
     const now = yield* Clock.currentTimeMillis
     const leaf = `leaf ${shake.subject} issued by ${shake.issuer}`
     if (!shake.authorized) {
-      const expired = shake.authorizationError === "CERT_HAS_EXPIRED"
+      tokenCertificateError = shake.authorizationError
+      const localClock = `the local clock says ${new Date(now).toISOString()}`
       return failed(
         `chain not verified against ${trust}: ${shake.authorizationError ?? "unknown error"} (${leaf})`,
-        expired
+        shake.authorizationError === "CERT_HAS_EXPIRED"
           ? `The server's certificate expired${
             shake.validTo === undefined ? "" : ` on ${shake.validTo.toISOString()}`
-          }: it must be renewed.`
+          } and ${localClock}: if the local clock is ahead, set it right (NTP; see clock skew), else the ` +
+            "certificate must be renewed."
+          : shake.authorizationError === "CERT_NOT_YET_VALID"
+          ? `The server's certificate is valid only from ${
+            shake.validFrom === undefined ? "a later date" : shake.validFrom.toISOString()
+          } and ${localClock}: the local clock is probably behind, set it right (NTP; see clock skew).`
           : caHint(tokenTls.caFile),
         ExitCode.tls
       )
@@ -172,7 +227,7 @@ const makeChecks = (
     if (shake.hostnameError !== undefined) {
       return failed(
         `chain verified against ${trust}, but ${shake.hostnameError}`,
-        `Use a token_url whose host the certificate names (${shake.altNames ?? "no subjectAltName"}).`,
+        `Use a ${firstKey} whose host the certificate names (${shake.altNames ?? "no subjectAltName"}).`,
         ExitCode.tls
       )
     }
@@ -192,9 +247,62 @@ const makeChecks = (
     )
   )
 
+  const discoveryHint = (error: DiscoveryError) =>
+    error.reason === "issuer_mismatch"
+      ? "Set issuer to exactly the authorization server's issuer identifier (its metadata's issuer)."
+      : error.reason === "issuer_not_trusted"
+      ? "Add the authorization server the MCP server names to allowed_issuers (or set issuer) only if you trust it " +
+        "with the credentials; else set token_url."
+      : error.reason === "resource_mismatch"
+      ? "The MCP server's metadata is for another resource: check server.url (it must be the URL the metadata names)."
+      : error.reason === "auth_method_unsupported"
+      ? "Set auth_method to one the authorization server accepts, with its credential."
+      : error.reason === "not_found"
+      ? provider.discovery?.from === "mcp_server"
+        ? "The MCP server publishes no usable protected-resource metadata (RFC 9728): set issuer or token_url."
+        : "Check issuer: its /.well-known/oauth-authorization-server (or openid-configuration) must exist."
+      : error.reason === "unreachable"
+      ? provider.discovery?.from === "mcp_server"
+        ? "Check that the MCP server and the authorization server it names are reachable from here."
+        : "Check that the issuer URL is reachable from here."
+      : error.reason === "insecure_endpoint"
+      ? "The metadata names an http token endpoint: the authorization server must publish an https one."
+      : "The metadata is not usable: set token_url, or ask the authorization server's operators."
+
+  const discoveryFailed = (error: DiscoveryError) =>
+    failed(
+      error.message,
+      discoveryHint(error),
+      error.reason === "unreachable" ? ExitCode.network : ExitCode.configuration
+    )
+
+  /** No token_url: the token endpoint found as the token provider finds it, from the issuer or the MCP server. */
+  const discover = Effect.gen(function*() {
+    const found = yield* Effect.either(Discovery.resolve(provider, group?.url).pipe(Effect.provide(tokenHttp)))
+    if (Either.isLeft(found)) {
+      const error = found.left
+      return error._tag === "ConfigurationError"
+        ? failed(error.message, report(error).hint ?? "", ExitCode.configuration)
+        : discoveryFailed(error)
+    }
+    resolved = found.right
+    const from = provider.discovery?.from === "issuer"
+      ? `metadata of issuer ${Scrub.url(found.right.issuer!)}`
+      : `the MCP server's metadata names ${Scrub.url(found.right.issuer!)} (pinned)`
+    const chosen = [
+      `token endpoint ${Scrub.url(found.right.tokenUrl)}`,
+      `auth_method ${found.right.authMethod}`,
+      ...(found.right.resource === undefined ? [] : [`resource ${Scrub.url(found.right.resource)}`]),
+      ...(found.right.scopes.length === 0 ? [] : [`scopes ${found.right.scopes.join(" ")}`])
+    ]
+    return passed(`${from}; issuer matches; ${chosen.join("; ")}`)
+  })
+
   const discovery = Effect.gen(function*() {
+    if (provider.tokenUrl === undefined) return yield* discover
+    const tokenUrl = provider.tokenUrl
     const issuer = provider.issuer
-    if (issuer === undefined) return notApplicable("not configured (no issuer)")
+    if (issuer === undefined) return notApplicable("not configured (token_url, no issuer)")
     const fetched = yield* Effect.either(
       Discovery.authorizationServer(issuer, {
         timeout: Duration.millis(timeoutMs),
@@ -206,25 +314,10 @@ const makeChecks = (
       if (error._tag === "ConfigurationError") {
         return failed(error.message, report(error).hint ?? "", ExitCode.configuration)
       }
-      return failed(
-        error.message,
-        error.reason === "issuer_mismatch"
-          ? "Set issuer to exactly the authorization server's issuer identifier (its metadata's issuer)."
-          : error.reason === "not_found"
-          ? "Check issuer: its /.well-known/oauth-authorization-server (or openid-configuration) must exist."
-          : error.reason === "unreachable"
-          ? "Check that the issuer URL is reachable from here."
-          : error.reason === "insecure_endpoint"
-          ? "The metadata names an http token endpoint: the authorization server must publish an https one."
-          : "The issuer's metadata is not usable: check issuer, or ask the authorization server's operators.",
-        error.reason === "unreachable" ? ExitCode.network : ExitCode.configuration
-      )
+      return discoveryFailed(error)
     }
     const metadata = fetched.right.value
-    const same = (a: URL, b: URL) =>
-      `${a.origin}${a.pathname.replace(/\/$/, "")}${a.search}` ===
-        `${b.origin}${b.pathname.replace(/\/$/, "")}${b.search}`
-    if (!same(metadata.tokenEndpoint, tokenUrl)) {
+    if (!Discovery.sameUrl(metadata.tokenEndpoint.href, tokenUrl.href)) {
       return failed(
         `the metadata of ${Scrub.url(issuer)} names the token endpoint ${
           Scrub.url(metadata.tokenEndpoint)
@@ -238,7 +331,7 @@ const makeChecks = (
 
   const tokenRequest = Effect.gen(function*() {
     const result = yield* Effect.either(
-      TokenEndpoint.request(provider, { loadFunction }).pipe(Effect.provide(tokenHttp))
+      TokenEndpoint.request(resolved!, { loadFunction }).pipe(Effect.provide(tokenHttp))
     )
     if (Either.isLeft(result)) {
       const error = result.left
@@ -255,7 +348,7 @@ const makeChecks = (
     const lifetime = Math.round((accessToken.expiresAt - accessToken.issuedAt) / 1000)
     token = { value, scopes: accessToken.scopes, lifetime }
     return passed(
-      `${accessToken.tokenType} token from ${Scrub.url(tokenUrl)}, expires in ${lifetime} s, scopes ${
+      `${accessToken.tokenType} token from ${Scrub.url(resolved!.tokenUrl)}, expires in ${lifetime} s, scopes ${
         accessToken.scopes.join(" ") || "(none)"
       }`
     )
@@ -264,8 +357,9 @@ const makeChecks = (
   const tokenClaims = Effect.gen(function*() {
     const current = token!
     const now = yield* Clock.currentTimeMillis
-    const expectedAudience = provider.resource !== undefined
-      ? { value: provider.resource, from: "resource" }
+    const { resource, scopes } = resolved!
+    const expectedAudience = resource !== undefined
+      ? { value: resource, from: provider.resource === undefined ? "resource (discovered)" : "resource" }
       : provider.audience !== undefined
       ? { value: provider.audience, from: "audience" }
       : group === undefined
@@ -274,7 +368,7 @@ const makeChecks = (
     const { facts, problems } = evaluateClaims({
       claims: decodeJwt(current.value),
       expectedAudience,
-      requestedScopes: provider.scopes,
+      requestedScopes: scopes,
       responseScopes: current.scopes,
       responseLifetimeSeconds: current.lifetime,
       bufferSeconds: provider.tokenCacheBufferSeconds,
@@ -289,45 +383,76 @@ const makeChecks = (
       )
   })
 
-  /** A server's `Date` against the local clock, from a HEAD request (no credentials); `undefined` without an answer. */
-  const dateSkew = (url: URL, layer: typeof tokenHttp) =>
+  /**
+   * A server's `Date` against the local clock, from a `HEAD` without credentials, verified as the token request (or
+   * the MCP connection) verifies; when the certificate's only fault is its validity dates, which a wrong local clock
+   * causes, the same `HEAD` over an unverified, direct connection.
+   */
+  const readDate = (url: URL, layer: typeof tokenHttp, knownCertificateError: string | undefined) =>
     Effect.gen(function*() {
-      const client = yield* HttpClient.HttpClient
-      const before = yield* Clock.currentTimeMillis
-      const response = yield* client.execute(HttpClientRequest.head(url))
-      const after = yield* Clock.currentTimeMillis
-      return skewSeconds(response.headers["date"], (before + after) / 2)
-    }).pipe(
-      Effect.scoped,
-      Effect.timeout(Duration.millis(timeoutMs)),
-      Effect.provide(layer),
-      Effect.option,
-      Effect.map(Option.flatMap(Option.fromNullable))
-    )
+      const unverified = (code: string) =>
+        Network.proxyFor(provider, url) !== undefined
+          ? Effect.succeed<Reading>({ skew: undefined, note: `not read (certificate ${code}, through a proxy)` })
+          : Effect.gen(function*() {
+            const before = yield* Clock.currentTimeMillis
+            const date = yield* Network.unverifiedDate(url, timeoutMs)
+            const after = yield* Clock.currentTimeMillis
+            return { skew: skewSeconds(date, (before + after) / 2), note: `unverified: certificate ${code}` }
+          }).pipe(
+            Effect.catchAll((error) => Effect.succeed<Reading>({ skew: undefined, note: `no answer (${error.code})` }))
+          )
+      if (knownCertificateError !== undefined) {
+        return Network.clockCertificateErrors.has(knownCertificateError)
+          ? yield* unverified(knownCertificateError)
+          : { skew: undefined, note: `not asked (TLS failed: ${knownCertificateError})` }
+      }
+      const verified = yield* Effect.gen(function*() {
+        const client = yield* HttpClient.HttpClient
+        const before = yield* Clock.currentTimeMillis
+        const response = yield* client.execute(HttpClientRequest.head(url))
+        const after = yield* Clock.currentTimeMillis
+        return skewSeconds(response.headers["date"], (before + after) / 2)
+      }).pipe(
+        Effect.scoped,
+        Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new Error("ETIMEDOUT") }),
+        Effect.provide(layer),
+        Effect.either
+      )
+      if (Either.isRight(verified)) return { skew: verified.right, note: undefined }
+      const { code } = describeCause(verified.left)
+      return code !== undefined && Network.clockCertificateErrors.has(code)
+        ? yield* unverified(code)
+        : { skew: undefined, note: `no answer (${code ?? verified.left.message})` }
+    })
 
   const clockSkew = Effect.gen(function*() {
-    const servers: Array<readonly [string, Option.Option<number>]> = [[
-      "token endpoint",
-      yield* dateSkew(tokenUrl, tokenHttp)
+    const servers: Array<readonly [string, Reading]> = [[
+      resolved === undefined ? "authorization server" : "token endpoint",
+      // after a TLS failure for another reason than the dates, the token endpoint is not asked at all
+      yield* readDate(resolved?.tokenUrl ?? firstUrl, tokenHttp, tokenCertificateError)
     ]]
-    if (group !== undefined) servers.push(["MCP server", yield* dateSkew(group.url, mcpHttp)])
-    const facts = servers.map(([who, skew]) =>
-      Option.match(skew, {
-        onNone: () => `${who}: no Date header`,
+    if (group !== undefined) servers.push(["MCP server", yield* readDate(group.url, mcpHttp, undefined)])
+    const facts = servers.map(([who, { note, skew }]) =>
+      skew === undefined
+        ? `${who}: ${note ?? "no Date header"}`
         // the header has whole seconds: a second either way is rounding
-        onSome: (s) => Math.abs(s) <= 1 ? `${who}: in step` : `${who}: ${humanSeconds(s)} ${s > 0 ? "ahead" : "behind"}`
-      })
+        : `${who}: ${Math.abs(skew) <= 1 ? "in step" : `${humanSeconds(skew)} ${skew > 0 ? "ahead" : "behind"}`}${
+          note === undefined ? "" : ` (${note})`
+        }`
     )
-    const off = servers.filter(([, skew]) => Option.isSome(skew) && Math.abs(skew.value) > maxSkewSeconds)
-    return off.length === 0
-      ? passed(`${facts.join("; ")} (tolerance ${maxSkewSeconds} s)`)
-      : failed(
+    const off = servers.filter(([, { skew }]) => skew !== undefined && Math.abs(skew) > maxSkewSeconds)
+    if (off.length > 0) {
+      return failed(
         `${facts.join("; ")}: more than ${maxSkewSeconds} s off the local clock`,
         `Set the local clock right (NTP), or the ${
           off.map(([who]) => who).join(" and ")
-        }'s: tokens are checked against clocks (iat, nbf, exp).`,
+        }'s: tokens are checked against clocks (iat, nbf, exp), and certificates too.`,
         Doctor.failureCode.clock_skew
       )
+    }
+    return servers.some(([, { skew }]) => skew !== undefined)
+      ? passed(`${facts.join("; ")} (tolerance ${maxSkewSeconds} s)`)
+      : notApplicable(`${facts.join("; ")}: no server's Date to compare with`)
   })
 
   const serviceToken = Effect.gen(function*() {
@@ -336,7 +461,9 @@ const makeChecks = (
     const source = configured._tag === "Static"
       ? "the static token"
       : `function ${typeof configured.function === "string" ? configured.function : "(inline)"}`
-    const request = RequestContext.make(group?.url ?? tokenUrl, "POST", { mcpMethod: "initialize" })
+    const request = RequestContext.make(group?.url ?? resolved?.tokenUrl ?? firstUrl, "POST", {
+      mcpMethod: "initialize"
+    })
     const result = yield* Effect.either(
       Effect.flatMap(ServiceToken.ServiceToken, (st) => st.get(request)).pipe(
         Effect.provide(ServiceToken.layerFromConfig(provider, { loadFunction, name }))
@@ -419,7 +546,12 @@ const makeChecks = (
         `${where}: ${error instanceof ConfigurationError ? error.message : message}${
           code === undefined ? "" : ` (${code})`
         }`,
-        tlsProblem ? caHint(mcpTls.caFile) : "Check the function group's server.url and that the MCP server is up.",
+        code !== undefined && Network.clockCertificateErrors.has(code)
+          ? "The MCP server's certificate is outside its validity dates for the local clock: if the local clock is " +
+            "wrong, set it right (NTP; see clock skew), else the certificate must be renewed."
+          : tlsProblem
+          ? caHint(mcpTls.caFile)
+          : "Check the function group's server.url and that the MCP server is up.",
         tlsProblem ? ExitCode.tls : ExitCode.mcpServer
       )
     }
@@ -569,7 +701,8 @@ const initializeResult = (text: string): { readonly ok: boolean; readonly detail
 const runTarget = (
   checks: Record<Doctor.CheckName, Effect.Effect<Outcome>>,
   group: string | null,
-  provider: string | null
+  provider: string | null,
+  verbose: boolean
 ) =>
   Effect.gen(function*() {
     const statuses = new Map<Doctor.CheckName, Doctor.Status>()
@@ -593,8 +726,12 @@ const runTarget = (
       const outcome = yield* checks[name].pipe(
         Effect.catchAllDefect((defect) =>
           Effect.succeed(failed(
-            `unexpected error: ${defect instanceof Error ? defect.message : String(defect)}`,
-            "Rerun with --verbose for details.",
+            `unexpected error: ${
+              defect instanceof Error ? (verbose ? defect.stack ?? defect.message : defect.message) : String(defect)
+            }`,
+            verbose
+              ? "A bug in mcp-auth: please report it with the trace above."
+              : "A bug in mcp-auth: rerun with --verbose to print its trace in this check, and please report it.",
             ExitCode.unexpected
           ))
         )
@@ -667,7 +804,8 @@ export const doctor = (options: Options) =>
             config: Effect.succeed(failed(loaded.left.message, hint ?? "", ExitCode.configuration))
           },
           null,
-          null
+          null,
+          options.verbose === true
         )).map((r) => r.name === "config" ? { ...r, ms } : r)
       )
     } else {
@@ -676,7 +814,7 @@ export const doctor = (options: Options) =>
       const targets = yield* targetsOf(workflow, options.config, Option.getOrUndefined(options.group))
       for (const target of targets) {
         const checks = makeChecks(workflow, target, Option.getOrUndefined(options.caFile))
-        results.push(...yield* runTarget(checks, target.group?.name ?? null, target.name))
+        results.push(...yield* runTarget(checks, target.group?.name ?? null, target.name, options.verbose === true))
       }
     }
     // scrubbed at the end, with every token and service token this run has seen
