@@ -190,7 +190,69 @@ describe("by issuer (RFC 8414)", () => {
     }))
 })
 
+/** An MCP server written by hand: 401 with its challenge, and protected-resource metadata naming `issuer`. */
+const handMadeMcp = (issuer: string, maxAge: number) =>
+  Effect.gen(function*() {
+    const server = yield* HostileServer.make((record, res) => {
+      if (record.path === "/.well-known/oauth-protected-resource/mcp") {
+        json(res, 200, { resource: `${server.origin}/mcp`, authorization_servers: [issuer] }, {
+          "cache-control": `max-age=${maxAge}`
+        })
+        return
+      }
+      res.writeHead(401, {
+        "www-authenticate": `Bearer resource_metadata="${server.origin}/.well-known/oauth-protected-resource/mcp"`
+      }).end()
+    })
+    return { server, url: `${server.origin}/mcp`, probes: () => server.requestsTo("/mcp").length }
+  })
+
 describe("from the MCP server (RFC 9728)", () => {
+  it.scoped("the whole discovery is kept for the shorter max-age: 3 tokens, one probe, one of each document", () =>
+    Effect.gen(function*() {
+      const as = yield* handMadeServer({ methods: ["client_secret_basic"], maxAge: 900 })
+      const mcp = yield* handMadeMcp(as.server.origin, 300)
+      const provider = yield* providerFor({ ...secret, allowed_issuers: [as.server.origin] }, mcp.url)
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust("10 seconds")
+        const token = yield* provider.get
+        yield* provider.invalidate(token)
+      }
+      expect({ probes: mcp.probes(), metadata: as.metadataFetches(), tokens: as.tokenRequests() }).toEqual({
+        probes: 1,
+        metadata: 1,
+        tokens: 3
+      })
+      // past the protected resource's max-age (300 s, shorter than the server's 900 s): all of it again
+      yield* TestClock.adjust("300 seconds")
+      yield* provider.get
+      expect({ probes: mcp.probes(), metadata: as.metadataFetches(), tokens: as.tokenRequests() }).toEqual({
+        probes: 2,
+        metadata: 2,
+        tokens: 4
+      })
+    }))
+
+  it.scoped("with issuer and allowed_issuers, the server the MCP server names is the one bound (not issuer)", () =>
+    Effect.gen(function*() {
+      const first = yield* handMadeServer({ methods: ["client_secret_basic"] })
+      const second = yield* handMadeServer({ methods: ["client_secret_basic"] })
+      const mcp = yield* handMadeMcp(second.server.origin, 600)
+      const provider = yield* providerFor({
+        ...secret,
+        issuer: first.server.origin,
+        allowed_issuers: [second.server.origin],
+        discover: true
+      }, mcp.url)
+      yield* provider.get
+      const resolved = yield* provider.resolved
+      expect({ issuer: resolved.issuer, tokenUrl: resolved.tokenUrl.origin }).toEqual({
+        issuer: second.server.origin,
+        tokenUrl: second.server.origin
+      })
+      expect(first.server.requests).toHaveLength(0)
+    }))
+
   it.scopedLive("a workflow without token_url: the 401 leads to the pinned server; resource and scopes follow", () =>
     Effect.gen(function*() {
       const as = yield* AuthorizationServer.make({
@@ -228,7 +290,7 @@ function_groups:
         scopes: ["mcp:tools"]
       })
       expect(as.tokenRequestCount).toBe(1)
-      // kept: asking again discovers nothing again
+      // resolved reports what the token was requested with: it never discovers again by itself
       yield* workflow.providers.get("sa")!.resolved
       yield* workflow.providers.get("sa")!.resolved
       expect(mcp.unauthorizedCount).toBe(1)
@@ -291,6 +353,23 @@ authentication:
 `)
     expect(Either.isLeft(parsed) && parsed.left.issues.map((i) => i.toString())).toEqual([
       expect.stringContaining("authentication.sa: the token endpoint is discovered from the MCP server")
+    ])
+    // two servers would need two resources (token audiences): one provider each
+    const group = (name: string, url: string) => `
+  ${name}:
+    _type: mcp_client
+    server: { transport: streamable-http, url: "${url}", auth_provider: sa }`
+    const shared = WorkflowConfig.parse(`
+authentication:
+  sa:
+    _type: mcp_service_account
+    client_id: c
+    client_secret: s
+    allowed_issuers: [https://idp.example.com]
+function_groups:${group("one", "https://a.example/mcp")}${group("two", "https://b.example/mcp")}
+`)
+    expect(Either.isLeft(shared) && shared.left.issues.map((i) => i.toString())).toEqual([
+      expect.stringContaining("but 2 servers use this provider")
     ])
   })
 })

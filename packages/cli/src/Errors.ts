@@ -183,6 +183,13 @@ const classify = (error: unknown): Report => {
             message: error.message,
             hint: "Check that the metadata URL is reachable from here."
           }
+          : error.reason === "tls"
+          ? {
+            code: ExitCode.tls,
+            message: error.message,
+            hint: "The server may use certificates from an internal Certificate Authority: set ca_file in the " +
+              "provider config, or pass --ca-file."
+          }
           : {
             code: ExitCode.configuration,
             message: error.message,

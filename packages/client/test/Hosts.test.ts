@@ -56,22 +56,25 @@ const afterRevocation = async (
 const text = (result: unknown) => JSON.stringify(result)
 
 describe("the MCP SDK client", () => {
-  it("authProvider: cold start, a tool call, a revocation mid-run", async () => {
-    const s = await stack()
-    const client = new Client({ name: "host", version: "0.0.0" })
-    await client.connect(
-      new StreamableHTTPClientTransport(new URL(s.mcp.url), { authProvider: s.auth.authProvider() })
-    )
-    cleanups.push(() => client.close())
-    expect(text(await client.callTool({ name: "echo", arguments: { text: "cold" } }))).toContain("cold")
-    const { rejected, result, tokenRequests } = await afterRevocation(
-      s,
-      s.auth,
-      () => client.callTool({ name: "echo", arguments: { text: "after" } })
-    )
-    expect(text(result)).toContain("after")
-    expect({ rejected, tokenRequests }).toEqual({ rejected: 1, tokenRequests: 1 })
-  })
+  it.each([["token_url", false], ["discovery (no token_url)", true]] as const)(
+    "authProvider with %s: cold start, a tool call, a revocation mid-run",
+    async (_, discovered) => {
+      const s = await stack({ discovered })
+      const client = new Client({ name: "host", version: "0.0.0" })
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(s.mcp.url), { authProvider: s.auth.authProvider() })
+      )
+      cleanups.push(() => client.close())
+      expect(text(await client.callTool({ name: "echo", arguments: { text: "cold" } }))).toContain("cold")
+      const { rejected, result, tokenRequests } = await afterRevocation(
+        s,
+        s.auth,
+        () => client.callTool({ name: "echo", arguments: { text: "after" } })
+      )
+      expect(text(result)).toContain("after")
+      expect({ rejected, tokenRequests }).toEqual({ rejected: 1, tokenRequests: 1 })
+    }
+  )
 })
 
 describe("LangChain.js MultiServerMCPClient", () => {

@@ -810,7 +810,7 @@ const discoveryIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pro
   const discover = input.discover === true || input.discover === "true"
   const allowed = Array.isArray(input.allowed_issuers)
     ? input.allowed_issuers.length > 0
-    : typeof input.allowed_issuers === "string" && input.allowed_issuers.trim().length > 0
+    : typeof input.allowed_issuers === "string" && /[^\s,]/.test(input.allowed_issuers)
   if (given("token_url")) {
     if (discover) {
       return [{
@@ -853,10 +853,15 @@ const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pr
   const insecure = input.allow_insecure_http === true || input.allow_insecure_http === "true"
   issues.push(...endpointIssues("token_url", input.token_url, insecure))
   issues.push(...endpointIssues("issuer", input.issuer, insecure))
-  if (Array.isArray(input.allowed_issuers)) {
-    input.allowed_issuers.forEach((issuer, i) =>
-      issues.push(...endpointIssues(`allowed_issuers.${i}`, issuer, insecure))
-    )
+  // each issuer checked as decoded: a list, or one string (the only form a variable has) split into its entries
+  const issuers = Array.isArray(input.allowed_issuers)
+    ? input.allowed_issuers
+    : typeof input.allowed_issuers === "string"
+    ? input.allowed_issuers.split(/[\s,]+/).filter((s) => s.length > 0)
+    : []
+  issuers.forEach((issuer, i) => issues.push(...endpointIssues(`allowed_issuers.${i}`, issuer, insecure)))
+  if (typeof input.allowed_issuers === "string" && issuers.length === 0 && input.allowed_issuers.length > 0) {
+    issues.push({ path: "allowed_issuers", message: "allowed_issuers names no issuer: give issuer URLs, or remove it" })
   }
   issues.push(...discoveryIssues(input))
   if (typeof input.resource === "string" && input.resource.trim().length > 0) {

@@ -184,7 +184,8 @@ export const DiscoveryReason = Schema.Literal(
   "issuer_not_trusted",
   "resource_mismatch",
   "insecure_endpoint",
-  "auth_method_unsupported"
+  "auth_method_unsupported",
+  "tls"
 )
 
 /**

@@ -3,9 +3,11 @@
  * oidc-provider and the testing MCP server; hostile metadata from a raw loopback server. Discovery through the
  * configuration (the token provider, the cache, a moved endpoint) is tested end to end in test/discovery.test.ts.
  */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { describe, expect, it } from "@effect/vitest"
+import * as ServiceAccountError from "@mcp-auth/service-account/ServiceAccountError"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
-import { AuthorizationServer, HostileServer, McpServer } from "@mcp-auth/testing"
+import { AuthorizationServer, HostileServer, McpServer, TestPki } from "@mcp-auth/testing"
 import { Effect } from "effect"
 import * as Discovery from "../src/internal/discovery.js"
 
@@ -146,5 +148,71 @@ describe("from the MCP server (RFC 9728)", () => {
         Effect.provide(client)
       )
       expect(error.reason).toBe("resource_mismatch")
+    }))
+})
+
+describe("what discovery never does", () => {
+  it.scoped("follow a redirect, even with a fetch-based client: the redirected document is not read", () =>
+    Effect.gen(function*() {
+      const elsewhere = yield* HostileServer.make((_, res) => {
+        res.writeHead(200, { "content-type": "application/json" })
+        res.end(JSON.stringify({ issuer: origin, token_endpoint: `${origin}/token` }))
+      })
+      const server = yield* HostileServer.make((record, res) => {
+        res.writeHead(302, { location: `${elsewhere.origin}${record.path}` }).end()
+      })
+      const origin = server.origin
+      const error = yield* Effect.flip(Discovery.authorizationServer(origin, insecure)).pipe(
+        Effect.provide(FetchHttpClient.layer)
+      )
+      expect(error.reason).toBe("not_found")
+      expect(elsewhere.requests).toHaveLength(0)
+    }))
+
+  it.scoped("fetch a resource_metadata URL on another origin than the MCP server", () =>
+    Effect.gen(function*() {
+      const elsewhere = yield* HostileServer.make((_, res) => {
+        res.writeHead(200, { "content-type": "application/json" }).end("{}")
+      })
+      const mcp = yield* HostileServer.make((_, res) => {
+        res.writeHead(401, {
+          "www-authenticate": `Bearer resource_metadata="${elsewhere.origin}/.well-known/oauth-protected-resource"`
+        }).end()
+      })
+      const error = yield* Effect.flip(Discovery.fromMcpServer(`${mcp.origin}/mcp`, ["https://as"], insecure)).pipe(
+        Effect.provide(client)
+      )
+      expect(error.reason).toBe("invalid_metadata")
+      expect(error.message).toContain("another origin")
+      expect(elsewhere.requests).toHaveLength(0)
+    }))
+
+  it.scoped("fetch an http issuer off loopback, or repeats a URL's query or user info in its errors", () =>
+    Effect.gen(function*() {
+      const insecureIssuer = yield* Effect.flip(Discovery.authorizationServer("http://idp.example.com", insecure)).pipe(
+        Effect.provide(client)
+      )
+      expect(insecureIssuer.reason).toBe("insecure_endpoint")
+      const server = yield* HostileServer.make((_, res) => {
+        res.writeHead(404).end()
+      })
+      const error = yield* Effect.flip(
+        Discovery.fromMcpServer(`${server.origin}/mcp?api_key=TOPSECRETKEY`, ["https://as"], insecure)
+      ).pipe(Effect.provide(client))
+      expect(error.reason).toBe("not_found")
+      expect(`${error.message} ${JSON.stringify(error)}`).not.toContain("TOPSECRETKEY")
+    }))
+
+  it.scoped("treat a refused certificate as unreachable (retried): it is reason tls, not transient", () =>
+    Effect.gen(function*() {
+      const pki = yield* TestPki.sharedEffect
+      const server = yield* HostileServer.make((_, res) => {
+        res.writeHead(404).end()
+      }, { https: pki.server })
+      const error = yield* Effect.flip(Discovery.authorizationServer(`https://127.0.0.1:${server.port}`, insecure))
+        .pipe(Effect.provide(client))
+      expect(error.reason).toBe("tls")
+      expect(error.message).toContain("set ca_file")
+      expect(ServiceAccountError.isTransient(error)).toBe(false)
     }))
 })

@@ -306,6 +306,71 @@ describe("ServiceAccountConfig", () => {
     })
   })
 
+  describe("where the token endpoint comes from (token_url, issuer, discovery)", () => {
+    const { token_url: _, ...noUrl } = base
+    const decoded = (input: Record<string, unknown>) => ServiceAccountConfig.decodeSync(input)
+
+    it("issuer alone: discovered from its metadata; allowed_issuers alone: from the MCP server", () => {
+      expect(decoded({ ...noUrl, issuer: "https://idp.example.com" }).discovery).toEqual({
+        from: "issuer",
+        trusted: ["https://idp.example.com"],
+        chooseAuthMethod: true,
+        chooseScopes: false
+      })
+      const fromServer = decoded({
+        ...noUrl,
+        scopes: undefined,
+        allowed_issuers: "https://a.example https://b.example"
+      })
+      expect(fromServer.discovery).toEqual({
+        from: "mcp_server",
+        trusted: ["https://a.example", "https://b.example"],
+        chooseAuthMethod: true,
+        chooseScopes: true
+      })
+      expect(fromServer.tokenUrl).toBeUndefined()
+      expect(decoded({ ...noUrl, issuer: "https://idp.example.com", discover: "true" }).discovery?.from).toBe(
+        "mcp_server"
+      )
+      expect(decoded({ ...base, auth_method: "client_secret_post", issuer: "https://x.example" }).discovery)
+        .toBeUndefined()
+    })
+
+    it("refuses what would be ignored or would trust nothing", () => {
+      expect(issuesOf(noUrl)).toEqual([expect.stringMatching(/^token_url: token_url is required: .* or set issuer/)])
+      expect(issuesOf({ ...base, discover: true })).toEqual([
+        "discover: discover: true finds the token endpoint from the MCP server: remove token_url, or remove discover"
+      ])
+      expect(issuesOf({ ...base, allowed_issuers: ["https://idp.example.com"] })).toEqual([
+        "allowed_issuers: allowed_issuers applies to discovery from the MCP server: remove it, or remove token_url"
+      ])
+      expect(issuesOf({ ...noUrl, allowed_issuers: ["https://a.example"], discover: false })).toEqual([
+        expect.stringContaining("token_url is required with discover: false")
+      ])
+      expect(issuesOf({ ...noUrl, issuer: "https://a.example", allowed_issuers: ["https://b.example"] })).toEqual([
+        "allowed_issuers: allowed_issuers applies to discovery from the MCP server: set discover: true, or remove it"
+      ])
+    })
+
+    it("every trusted issuer is https (http only on loopback), as a list or as one string", () => {
+      expect(issuesOf({ ...noUrl, allowed_issuers: "http://idp.example.com" })).toEqual([
+        "allowed_issuers.0: allowed_issuers.0 must use https: http is allowed only for loopback hosts"
+      ])
+      expect(issuesOf({ ...noUrl, allowed_issuers: "https://ok.example ftp://u:p@idp.example.com#x" })).toEqual([
+        "allowed_issuers.1: allowed_issuers.1 must use https, got ftp",
+        "allowed_issuers.1: allowed_issuers.1 must not contain credentials: use client_id and client_secret",
+        "allowed_issuers.1: allowed_issuers.1 must not have a #fragment"
+      ])
+      expect(issuesOf({ ...noUrl, allowed_issuers: " , " })).toEqual([
+        "allowed_issuers: allowed_issuers names no issuer: give issuer URLs, or remove it",
+        expect.stringMatching(/^token_url: token_url is required/)
+      ])
+      expect(issuesOf({ ...noUrl, issuer: "http://idp.example.com" })).toEqual([
+        "issuer: issuer must use https: http is allowed only for loopback hosts"
+      ])
+    })
+  })
+
   describe("secrets stay redacted", () => {
     it("serializes and inspects the config without the secret or static token", () => {
       const config = ServiceAccountConfig.decodeSync({ ...base, service_token: { token: "svc-static-secret" } })
@@ -325,6 +390,25 @@ describe("ServiceAccountConfig", () => {
           Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
         )
       )
+
+    it("SERVICE_ACCOUNT_ALLOWED_ISSUERS and SERVICE_ACCOUNT_DISCOVER, checked like YAML", () => {
+      const result = run({
+        SERVICE_ACCOUNT_CLIENT_ID: "env-client",
+        SERVICE_ACCOUNT_CLIENT_SECRET: "env-secret",
+        SERVICE_ACCOUNT_ALLOWED_ISSUERS: "https://a.example,https://b.example",
+        SERVICE_ACCOUNT_DISCOVER: "true"
+      })
+      expect(Either.isRight(result) && result.right.discovery?.trusted).toEqual([
+        "https://a.example",
+        "https://b.example"
+      ])
+      const insecure = run({
+        SERVICE_ACCOUNT_CLIENT_ID: "env-client",
+        SERVICE_ACCOUNT_CLIENT_SECRET: "env-secret",
+        SERVICE_ACCOUNT_ALLOWED_ISSUERS: "http://idp.example.com"
+      })
+      expect(Either.isLeft(insecure) && String(insecure.left)).toContain("allowed_issuers.0 must use https")
+    })
 
     it("reads SERVICE_ACCOUNT_* variables, scopes as a space-delimited string", () => {
       const result = run({

@@ -550,15 +550,17 @@ export const fromDocument = (
     }
   }
   for (const [name, provider] of providers) {
-    if (
-      provider.discovery?.from === "mcp_server" &&
-      ![...groups.values()].some((group) => group.authProvider === name)
-    ) {
+    if (provider.discovery?.from !== "mcp_server") continue
+    const servers = new Set([...groups.values()].filter((g) => g.authProvider === name).map((g) => g.url.href))
+    if (servers.size !== 1) {
       issues.push(
         new ConfigIssue({
           path: `authentication.${name}`,
-          message: "the token endpoint is discovered from the MCP server (no token_url or issuer), but no function " +
-            "group uses this provider: set token_url or issuer"
+          message: servers.size === 0
+            ? "the token endpoint is discovered from the MCP server (no token_url or issuer), but no function group " +
+              "uses this provider: set token_url or issuer"
+            : `the token endpoint is discovered from the MCP server, but ${servers.size} servers use this provider ` +
+              "(each would need its own resource): give each server its own provider, or set token_url or issuer"
         })
       )
     }

@@ -14,6 +14,7 @@
  *
  * @internal
  */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Cache from "effect/Cache"
@@ -21,8 +22,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as ServiceAccountConfig from "../ServiceAccountConfig.js"
-import { DiscoveryError } from "../ServiceAccountError.js"
-import { isLoopbackHost, scrub } from "./text.js"
+import type { DiscoveryError } from "../ServiceAccountError.js"
+import { DiscoveryError as DiscoveryErrorClass } from "../ServiceAccountError.js"
+import { displayUrl, isLoopbackHost, scrub } from "./text.js"
 import { readBody } from "./tokenEndpoint.js"
 
 /** @internal */
@@ -54,6 +56,28 @@ export interface Options {
   /** How long metadata without `Cache-Control: max-age` is kept (default one hour). */
   readonly defaultMaxAge?: Duration.DurationInput | undefined
 }
+
+/** A discovery failure; its URL shown without user info or query (`Scrub.url`): they may hold secrets. */
+const failure = (
+  fields: { readonly reason: DiscoveryError["reason"]; readonly url: string | URL; readonly detail: string }
+): DiscoveryError =>
+  new DiscoveryErrorClass({
+    ...fields,
+    url: URL.canParse(String(fields.url)) ? displayUrl(fields.url) : scrub(String(fields.url), [], 100)
+  })
+
+/** Why `url` may not be fetched: not https, and not http on a loopback host with `allowInsecureHttp`. */
+const insecureUrl = (url: string, options: Options | undefined): string | undefined => {
+  if (!URL.canParse(url)) return "is not a URL"
+  const parsed = new URL(url)
+  if (parsed.protocol === "https:") return undefined
+  return parsed.protocol === "http:" && isLoopbackHost(parsed.hostname) && options?.allowInsecureHttp === true
+    ? undefined
+    : "must use https (http only for loopback hosts with allow_insecure_http)"
+}
+
+/** Certificate failures (a wrong `ca_file`, an expired or self-signed certificate): not transient. */
+const CERTIFICATE_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME|ALTNAME/
 
 /** The largest metadata document read. @internal */
 export const MAX_METADATA_BYTES = 256 * 1024
@@ -93,7 +117,10 @@ export const parseChallenge = (
   header: string | undefined
 ): { readonly resourceMetadata?: string; readonly scope?: string; readonly error?: string } => {
   if (header === undefined || !/^\s*bearer\b/i.test(header)) return {}
-  const param = (name: string) => new RegExp(`(?:^|[\\s,])${name}="((?:[^"\\\\]|\\\\.)*)"`, "i").exec(header)?.[1]
+  const param = (name: string) => {
+    const match = new RegExp(`(?:^|[\\s,])${name}=(?:"((?:[^"\\\\]|\\\\.)*)"|([^\\s",]+))`, "i").exec(header)
+    return match === null ? undefined : (match[1] ?? match[2])!.replace(/\\(.)/g, "$1")
+  }
   const resourceMetadata = param("resource_metadata")
   const scope = param("scope")
   const error = param("error")
@@ -120,30 +147,36 @@ const fetchObject = (
     const client = HttpClient.withTracerPropagation(yield* HttpClient.HttpClient, false)
     const where = url.href
     const raw = yield* client.execute(HttpClientRequest.get(url).pipe(HttpClientRequest.acceptJson)).pipe(
+      // a redirect is a failure, never followed: it could lead to a document another server wrote
+      Effect.provideService(FetchHttpClient.RequestInit, { redirect: "manual" }),
       Effect.flatMap((response) => readBody(response, MAX_METADATA_BYTES)),
       Effect.timeoutFail({
         duration: options?.timeout ?? DEFAULT_TIMEOUT,
-        onTimeout: () => new DiscoveryError({ reason: "unreachable", url: where, detail: "no answer in time" })
+        onTimeout: () => failure({ reason: "unreachable", url: where, detail: "no answer in time" })
       }),
       Effect.catchTags({
-        RequestError: (error) =>
-          Effect.fail(
-            new DiscoveryError({
-              reason: "unreachable",
-              url: where,
-              detail: `the request failed (${
-                scrub(String((error.cause as Error | undefined)?.message ?? "?"), [], 80)
-              })`
-            })
-          ),
-        ResponseError: () =>
-          Effect.fail(new DiscoveryError({ reason: "unreachable", url: where, detail: "the response failed" }))
+        RequestError: (error) => {
+          const cause = error.cause as { readonly message?: unknown; readonly code?: unknown; readonly cause?: unknown }
+          const inner = cause?.cause as { readonly message?: unknown; readonly code?: unknown } | undefined
+          const code = [cause?.code, inner?.code].find((c): c is string => typeof c === "string")
+          const message = scrub(String(inner?.message ?? cause?.message ?? "?"), [], 80)
+          return Effect.fail(
+            code !== undefined && CERTIFICATE_ERROR.test(code)
+              ? failure({
+                reason: "tls",
+                url: where,
+                detail: `the certificate was refused (${code}): if the server uses an internal CA, set ca_file`
+              })
+              : failure({ reason: "unreachable", url: where, detail: `the request failed (${message})` })
+          )
+        },
+        ResponseError: () => Effect.fail(failure({ reason: "unreachable", url: where, detail: "the response failed" }))
       })
     )
     if (raw.status === 404 || raw.status === 410) return undefined
     if (raw.status !== 200) {
       return yield* Effect.fail(
-        new DiscoveryError({ reason: "not_found", url: where, detail: `HTTP ${raw.status}, expected 200` })
+        failure({ reason: "not_found", url: where, detail: `HTTP ${raw.status}, expected 200` })
       )
     }
     let json: unknown
@@ -154,7 +187,7 @@ const fetchObject = (
     }
     if (typeof json !== "object" || json === null || Array.isArray(json)) {
       return yield* Effect.fail(
-        new DiscoveryError({
+        failure({
           reason: "invalid_metadata",
           url: where,
           detail: raw.tooLarge === true
@@ -196,6 +229,10 @@ export const authorizationServer = (
   options?: Options
 ): Effect.Effect<Fetched<AuthorizationServerMetadata>, DiscoveryError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
+    const insecure = insecureUrl(issuer, options)
+    if (insecure !== undefined) {
+      return yield* Effect.fail(failure({ reason: "insecure_endpoint", url: issuer, detail: `issuer ${insecure}` }))
+    }
     let found: { readonly url: URL; readonly fetched: Fetched<Record<string, unknown>> } | undefined
     for (const url of metadataUrls(issuer)) {
       const fetched = yield* fetchObject(url, options)
@@ -206,7 +243,7 @@ export const authorizationServer = (
     }
     if (found === undefined) {
       return yield* Effect.fail(
-        new DiscoveryError({
+        failure({
           reason: "not_found",
           url: issuer,
           detail: "neither /.well-known/oauth-authorization-server nor /.well-known/openid-configuration exists: " +
@@ -216,11 +253,10 @@ export const authorizationServer = (
     }
     const doc = found.fetched.value
     const where = found.url.href
-    const invalid = (detail: string) =>
-      Effect.fail(new DiscoveryError({ reason: "invalid_metadata", url: where, detail }))
+    const invalid = (detail: string) => Effect.fail(failure({ reason: "invalid_metadata", url: where, detail }))
     if (typeof doc.issuer !== "string" || !sameUrl(doc.issuer, issuer)) {
       return yield* Effect.fail(
-        new DiscoveryError({
+        failure({
           reason: "issuer_mismatch",
           url: where,
           detail: `the metadata names another issuer (${
@@ -237,7 +273,7 @@ export const authorizationServer = (
       options?.allowInsecureHttp === true
     if (tokenEndpoint.protocol !== "https:" && !loopbackHttp) {
       return yield* Effect.fail(
-        new DiscoveryError({
+        failure({
           reason: "insecure_endpoint",
           url: where,
           detail: "token_endpoint must use https (http only for loopback hosts with allow_insecure_http)"
@@ -274,10 +310,20 @@ export const protectedResource = (
     const url = metadataUrl !== undefined && URL.canParse(metadataUrl)
       ? new URL(metadataUrl)
       : wellKnown(mcpUrl, "oauth-protected-resource")
+    // only on the MCP server's own origin: a 401 must not send the client (and its certificate) anywhere else
+    if (url.origin !== new URL(mcpUrl).origin) {
+      return yield* Effect.fail(
+        failure({
+          reason: "invalid_metadata",
+          url: mcpUrl,
+          detail: "the 401's resource_metadata is on another origin than the MCP server: not fetched"
+        })
+      )
+    }
     const fetched = yield* fetchObject(url, options)
     if (fetched === undefined) {
       return yield* Effect.fail(
-        new DiscoveryError({
+        failure({
           reason: "not_found",
           url: url.href,
           detail: "the MCP server publishes no protected-resource metadata (RFC 9728): set issuer or token_url"
@@ -287,7 +333,7 @@ export const protectedResource = (
     const doc = fetched.value
     if (typeof doc.resource !== "string" || !sameUrl(doc.resource, mcpUrl)) {
       return yield* Effect.fail(
-        new DiscoveryError({
+        failure({
           reason: "resource_mismatch",
           url: url.href,
           detail: `the metadata is for another resource (${
@@ -299,7 +345,7 @@ export const protectedResource = (
     const servers = strings(doc.authorization_servers)
     if (servers === undefined || servers.length === 0) {
       return yield* Effect.fail(
-        new DiscoveryError({
+        failure({
           reason: "invalid_metadata",
           url: url.href,
           detail: "authorization_servers is missing or empty: set issuer or token_url"
@@ -358,7 +404,7 @@ export const fromMcpServer = (
     )
     if (pinned === undefined) {
       return yield* Effect.fail(
-        new DiscoveryError({
+        failure({
           reason: "issuer_not_trusted",
           url: mcpUrl,
           detail: `the MCP server names ${
@@ -412,7 +458,7 @@ const complete = (
     const chosen = chooseAuthMethod(server.authMethods, SECRET_METHODS)
     if (chosen === undefined) {
       return Effect.fail(
-        new DiscoveryError({
+        failure({
           reason: "auth_method_unsupported",
           url: server.issuer,
           detail: `the authorization server accepts ${
@@ -427,7 +473,9 @@ const complete = (
   return Effect.succeed({
     ...config,
     tokenUrl: server.tokenEndpoint,
-    issuer: config.issuer ?? server.issuer,
+    // the server discovery found (and the configuration pins): the audience of issuer-bound assertions, the
+    // adapter's binding
+    issuer: server.issuer,
     authMethod,
     resource: config.resource ?? fromServer?.resource.resource,
     scopes: settings.chooseScopes && fromServer?.scopes !== undefined ? fromServer.scopes : config.scopes
@@ -493,7 +541,7 @@ export const resolver = (
       }
       if (mcpUrl === undefined) {
         return Effect.fail(
-          new DiscoveryError({
+          failure({
             reason: "not_found",
             url: settings.trusted.join(", "),
             detail: "discovery from the MCP server needs the server's URL (no function group uses this provider, or " +
@@ -514,6 +562,8 @@ export const resolver = (
       timeToLive: (exit) => Exit.isSuccess(exit) ? exit.value.maxAge : Duration.zero
     })
     let last: ServiceAccountConfig.Resolved | undefined
+    /** Results a rediscovery confirmed unchanged: the next failure with them discovers nothing again. */
+    const confirmed = new WeakSet<ServiceAccountConfig.Resolved>()
     const resolve = Effect.map(cache.get("resolved"), (r) => {
       last = r.config
       return r.config
@@ -523,11 +573,15 @@ export const resolver = (
       current: Effect.suspend(() => last === undefined ? resolve : Effect.succeed(last)),
       rediscover: (stale) =>
         Effect.gen(function*() {
+          if (confirmed.has(stale)) return undefined
           const kept = yield* cache.getOption("resolved")
           // someone else has already rediscovered since `stale` was resolved: use theirs
           if (kept._tag === "Some" && kept.value.config !== stale) return changed(stale, kept.value.config)
           yield* cache.invalidate("resolved")
-          return changed(stale, yield* resolve)
+          const fresh = yield* resolve
+          const result = changed(stale, fresh)
+          if (result === undefined) confirmed.add(fresh)
+          return result
         })
     }
   })

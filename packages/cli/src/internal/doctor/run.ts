@@ -113,6 +113,25 @@ const makeChecks = (
   const mcpHttp = TokenHttpClient.layer(mcpTls)
   const timeoutMs = Math.min(provider.timeoutSeconds, 30) * 1000
   const proxy = Network.proxyFor(provider, firstUrl)
+  /** Discovery, run at most once (by the first check that needs the token endpoint) and shared. */
+  const discovered = Effect.runSync(Effect.cached(
+    Discovery.resolve(provider, group?.url).pipe(Effect.provide(tokenHttp), Effect.either)
+  ))
+  /**
+   * The server the network checks probe: the token endpoint, configured or discovered; where discovery starts when it
+   * fails (a DNS, TCP or TLS problem there is the reason).
+   */
+  let probe: { readonly url: URL; readonly key: string; readonly proxy: typeof proxy } = {
+    url: firstUrl,
+    key: firstKey,
+    proxy
+  }
+  const findTarget = provider.tokenUrl !== undefined ? Effect.void : Effect.map(discovered, (found) => {
+    if (Either.isRight(found)) {
+      const url = found.right.tokenUrl
+      probe = { url, key: "the discovered token endpoint", proxy: Network.proxyFor(provider, url) }
+    }
+  })
   let token: { readonly value: string; readonly scopes: ReadonlyArray<string>; readonly lifetime: number } | undefined
   let serviceHeader: ServiceToken.ServiceHeader | undefined
   /** The certificate error of the token endpoint, when the TLS check failed on one. */
@@ -165,7 +184,9 @@ const makeChecks = (
   })
 
   const dnsTcp = Effect.gen(function*() {
-    const endpoint = proxy ?? Network.endpointOf(firstUrl)
+    yield* findTarget
+    const { proxy } = probe
+    const endpoint = proxy ?? Network.endpointOf(probe.url)
     const via = proxy === undefined ? "" : ` (the proxy from ${proxy.from}, ${proxy.shown})`
     const addresses = yield* Network.lookup(endpoint.host, timeoutMs)
     const address = addresses[0]!
@@ -180,21 +201,23 @@ const makeChecks = (
       Effect.succeed(failed(
         error.message,
         error.code === "ENOTFOUND" || error.code === "EAI_AGAIN"
-          ? `The host name does not resolve: check the host of ${firstKey} (and DNS, VPN).`
+          ? `The host name does not resolve: check the host of ${probe.key} (and DNS, VPN).`
           : error.code === "ECONNREFUSED"
-          ? `Nothing listens there: check the port of ${firstKey}${
-            proxy === undefined ? "" : " (or the proxy)"
+          ? `Nothing listens there: check the port of ${probe.key}${
+            probe.proxy === undefined ? "" : " (or the proxy)"
           } and that the server is up.`
           : error.code === "ETIMEDOUT"
           ? "No answer: a firewall may drop the connection; behind a corporate proxy set proxy_url or HTTPS_PROXY."
-          : `Check that ${firstKey} is reachable from here.`,
+          : `Check that ${probe.key} is reachable from here.`,
         ExitCode.network
       ))
     )
   )
 
   const tls = Effect.gen(function*() {
-    if (firstUrl.protocol !== "https:") return notApplicable(`${firstKey} is http (loopback): no TLS`)
+    yield* findTarget
+    const { proxy } = probe
+    if (probe.url.protocol !== "https:") return notApplicable(`${probe.key} is http (loopback): no TLS`)
     if (proxy !== undefined) {
       return notApplicable(`through the proxy ${proxy.shown}: the token request checks the certificate`)
     }
@@ -202,7 +225,7 @@ const makeChecks = (
     const trust = connectOptions.ca === undefined
       ? `the system roots${process.env.NODE_EXTRA_CA_CERTS ? " and NODE_EXTRA_CA_CERTS" : ""}`
       : `ca_file ${tokenTls.caFile} (and the system roots)`
-    const endpoint = Network.endpointOf(firstUrl)
+    const endpoint = Network.endpointOf(probe.url)
     const shake = yield* Network.handshake(endpoint, connectOptions, timeoutMs)
     const now = yield* Clock.currentTimeMillis
     const leaf = `leaf ${shake.subject} issued by ${shake.issuer}`
@@ -227,7 +250,7 @@ const makeChecks = (
     if (shake.hostnameError !== undefined) {
       return failed(
         `chain verified against ${trust}, but ${shake.hostnameError}`,
-        `Use a ${firstKey} whose host the certificate names (${shake.altNames ?? "no subjectAltName"}).`,
+        `Use a ${probe.key} whose host the certificate names (${shake.altNames ?? "no subjectAltName"}).`,
         ExitCode.tls
       )
     }
@@ -267,18 +290,24 @@ const makeChecks = (
         : "Check that the issuer URL is reachable from here."
       : error.reason === "insecure_endpoint"
       ? "The metadata names an http token endpoint: the authorization server must publish an https one."
+      : error.reason === "tls"
+      ? caHint(tokenTls.caFile)
       : "The metadata is not usable: set token_url, or ask the authorization server's operators."
 
   const discoveryFailed = (error: DiscoveryError) =>
     failed(
       error.message,
       discoveryHint(error),
-      error.reason === "unreachable" ? ExitCode.network : ExitCode.configuration
+      error.reason === "unreachable"
+        ? ExitCode.network
+        : error.reason === "tls"
+        ? ExitCode.tls
+        : ExitCode.configuration
     )
 
   /** No token_url: the token endpoint found as the token provider finds it, from the issuer or the MCP server. */
   const discover = Effect.gen(function*() {
-    const found = yield* Effect.either(Discovery.resolve(provider, group?.url).pipe(Effect.provide(tokenHttp)))
+    const found = yield* discovered
     if (Either.isLeft(found)) {
       const error = found.left
       return error._tag === "ConfigurationError"
