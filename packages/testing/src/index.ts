@@ -56,6 +56,15 @@ export * as McpServer from "./McpServer.js"
 export * as RecordingServer from "./RecordingServer.js"
 
 /**
+ * A real `redis-server` (Debian's package) on 127.0.0.1 for tests and benchmarks: a random free port, persistence
+ * off, a temporary directory removed on close; optional password, ACL user and TLS; `kill()` and `restart()` on the
+ * same port for fail-open tests, `cli()` for raw reads.
+ *
+ * @since 0.3.0
+ */
+export * as RedisServer from "./RedisServer.js"
+
+/**
  * A run-time certificate authority and TLS failure scenarios.
  *
  * @since 0.1.0
