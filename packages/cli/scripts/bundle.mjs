@@ -1,8 +1,8 @@
 /**
  * Bundles the `mcp-auth` executable into build/bundle (what `bin` points at and what the package ships): one
  * minified ESM entry plus the chunks loaded when a command runs, with linked source maps into the TypeScript sources.
- * The workspace packages are read from their sources; @mcp-auth/testing (the demo's servers) and tsx (TypeScript
- * service-token modules) stay external, as optional peer dependencies. The examples the demo runs are copied next
+ * The workspace packages are read from their sources; @mcp-auth/testing (the demo's servers), tsx (TypeScript
+ * service-token modules) and ioredis (shared_cache) stay external, as optional peer dependencies. The examples the demo runs are copied next
  * to the bundle, their service-token function compiled to JavaScript so that the demo does not need tsx. The
  * licences of the inlined third-party packages are written to build/bundle/THIRD_PARTY_NOTICES.md.
  */
@@ -17,7 +17,7 @@ const cli = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
 const packages = Path.dirname(cli)
 const root = Path.dirname(packages)
 const outdir = Path.join(cli, "build/bundle")
-const external = ["@mcp-auth/testing", "tsx", "tsx/*"]
+const external = ["@mcp-auth/testing", "tsx", "tsx/*", "ioredis"]
 
 const manifests = Fs.readdirSync(packages)
   .map((dir) => Path.join(packages, dir, "package.json"))

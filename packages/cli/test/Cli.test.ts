@@ -5,7 +5,7 @@
  * file rebuilds it when it is missing or older than the sources (or the bundle script), so it always tests fresh code.
  */
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
-import { AuthorizationServer, McpServer, TestPki } from "@mcp-auth/testing"
+import { AuthorizationServer, McpServer, RedisServer, TestPki } from "@mcp-auth/testing"
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -177,7 +177,8 @@ describe("mcp-auth CLI (built binary)", () => {
       ...Object.keys(ServiceAccountConfig.ServiceTokenInput.fields).map((k) => `service_token.${k}`),
       ...Object.keys(ServiceAccountConfig.ClientAssertionInput.fields).map((k) => `client_assertion.${k}`),
       ...Object.keys(ServiceAccountConfig.RetryInput.fields).map((k) => `retry.${k}`),
-      ...Object.keys(ServiceAccountConfig.FailureCooldownInput.fields).map((k) => `failure_cooldown.${k}`)
+      ...Object.keys(ServiceAccountConfig.FailureCooldownInput.fields).map((k) => `failure_cooldown.${k}`),
+      ...Object.keys(ServiceAccountConfig.SharedCacheInput.fields).map((k) => `shared_cache.${k}`)
     ]
     // a field the Schema gains but the output lacks fails here
     for (const field of expected) expect(result.stdout).toMatch(new RegExp(`\\b${field.replace(".", "\\.")} \\(`))
@@ -265,6 +266,28 @@ describe("mcp-auth CLI (built binary)", () => {
     expect(result.stdout).toMatch(/expires_at: {3}\d{4}-.*\(in \d+s\)/)
     expect(result.stdout).toContain("access_token: <redacted>")
     expect(shown.stdout).toMatch(/access_token: ey[\w-]+\.[\w-]+\.[\w-]+/)
+  })
+
+  it("token with shared_cache: the first run publishes its token, the next one says it came from the fleet", async () => {
+    const redis = await RedisServer.start()
+    try {
+      const file = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "mcp-auth-fleet-")), "fleet.yml")
+      Fs.writeFileSync(
+        file,
+        Fs.readFileSync(config("jama"), "utf8").replace(
+          "    token_cache_buffer_seconds: 300",
+          `    token_cache_buffer_seconds: 300\n    shared_cache:\n      url: ${redis.url}`
+        )
+      )
+      const first = await cli(["token", "-c", file, "--ca-file", caFile])
+      expect(first.code, first.stderr).toBe(0)
+      expect(first.stdout).toContain("source:       token endpoint (published to shared_cache)")
+      const second = await cli(["token", "-c", file, "--ca-file", caFile, "--json"])
+      expect(second.code, second.stderr).toBe(0)
+      expect(JSON.parse(second.stdout)).toMatchObject({ source: "fleet cache (shared_cache)" })
+    } finally {
+      await redis.close()
+    }
   })
 
   it("tools list and tools call run the NAT example configs against the embedded servers", async () => {

@@ -35,6 +35,8 @@ import * as RequestContext from "@mcp-auth/service-account/RequestContext"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import { ConfigIssue, ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
 import type { ServiceTokenError } from "@mcp-auth/service-account/ServiceAccountError"
+import * as SharedTokenStore from "@mcp-auth/service-account/SharedTokenStore"
+import * as SharedTokenStoreRedis from "@mcp-auth/service-account/SharedTokenStoreRedis"
 import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
@@ -44,6 +46,7 @@ import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { identity } from "effect/Function"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as EffectLogger from "effect/Logger"
@@ -96,6 +99,12 @@ export interface Options {
    * by the logger are ignored.
    */
   readonly logger?: Logger | undefined
+  /**
+   * The fleet's shared token store (`shared_cache`): a store you made (for example one
+   * `SharedTokenStoreRedis.make` shared by many auths), or the ioredis client to use. Default, with `shared_cache.url`:
+   * a connection of this auth's own.
+   */
+  readonly sharedStore?: SharedTokenStore.Store | SharedTokenStoreRedis.RedisClient | undefined
 }
 
 /**
@@ -296,19 +305,35 @@ const defaultHttpClient = (
     )
   )
 
+/** The shared token store: the one given, one over the client given, or a connection to `shared_cache.url`. */
+const sharedStoreOf = (
+  decoded: ServiceAccountConfig.ServiceAccountConfig,
+  given: Options["sharedStore"]
+): Effect.Effect<SharedTokenStore.Store | undefined, ConfigurationError, Scope.Scope> => {
+  if (given !== undefined && "tryLock" in given) return Effect.succeed(given)
+  if (given === undefined && decoded.sharedCache?.url === undefined) return Effect.succeed(undefined)
+  return SharedTokenStoreRedis.make({
+    url: decoded.sharedCache?.url,
+    caFile: decoded.sharedCache?.caFile,
+    client: given
+  })
+}
+
 /** This provider's token provider, service token and header builder, in its own scope. */
 const build = (
   decoded: ServiceAccountConfig.ServiceAccountConfig,
   options: Options,
   scope: Scope.Scope
-): Effect.Effect<Omit<Services, "base">, ServiceTokenError, HttpClient.HttpClient> =>
+): Effect.Effect<Omit<Services, "base">, ServiceTokenError | ConfigurationError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
+    const store = yield* sharedStoreOf(decoded, options.sharedStore).pipe(Scope.extend(scope))
     const provider = yield* TokenProvider.make(decoded, {
       name: options.name,
       loadFunction: options.loadFunction,
       mcpUrl: options.serverUrl
     })
       .pipe(
+        store === undefined ? identity : Effect.provideService(SharedTokenStore.SharedTokenStore, store),
         Scope.extend(scope)
       )
     const serviceToken = decoded.serviceToken === undefined

@@ -26,6 +26,20 @@ export const tokenRequests = Metric.counter("mcp_auth_token_requests_total", {
 })
 
 /**
+ * Fetches through the fleet's shared token store (`shared_cache`), by `provider` and `outcome`: `adopted` (a token
+ * another process published, no request), `fetched` (this process held the lock and requested), `fetched_after_wait`
+ * (the holder published nothing in time), `blocked` (a stored 429 or invalid-credential failure, no request) and
+ * `fail_open` (a store operation failed or was slow: the fetch went on locally).
+ *
+ * @since 0.3.0
+ * @category Metrics
+ */
+export const sharedCache = Metric.counter("mcp_auth_shared_cache_total", {
+  description: "Fetches through the fleet's shared token store, by outcome",
+  incremental: true
+})
+
+/**
  * `get` / `peek` calls answered from the cached token without waiting. Counted in batches, by each provider and each
  * object it keeps told of its token (`TokenProvider.mirror`: the Promise API's auth, `AuthHeaders`): added every 256
  * hits and whenever the provider's state changes (at least once per token lifetime), so each may trail the true count

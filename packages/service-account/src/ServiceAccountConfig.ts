@@ -17,6 +17,7 @@ import * as Schema from "effect/Schema"
 import * as AccessToken from "./AccessToken.js"
 import * as ConfigSchema from "./ConfigSchema.js"
 import * as ClientAuth from "./internal/clientAuth.js"
+import * as Fleet from "./internal/fleet.js"
 import * as internal from "./internal/text.js"
 import type { RequestContext } from "./RequestContext.js"
 import { type ConfigIssue, ConfigurationError } from "./ServiceAccountError.js"
@@ -209,6 +210,62 @@ const FailureCooldownFields = {
 export const FailureCooldownInput = Schema.Struct(FailureCooldownFields).annotations({
   identifier: "FailureCooldownConfig",
   message: () => "failure_cooldown must be a map (initial_seconds, max_seconds)"
+})
+
+const SharedCacheFields = {
+  url: Schema.optional(
+    Secret("shared_cache.url", "give the Redis URL, e.g. rediss://user:${REDIS_PASSWORD}@redis.internal:6379/0")
+  ).annotations({
+    description: "Redis URL: redis:// or rediss:// (TLS, trusting ca_file), ACL user and password, database number " +
+      "(redis://user:password@host:6379/2); without it the program passes its own store or ioredis client"
+  }),
+  key_prefix: withDefault(
+    nonEmpty("shared_cache.key_prefix", "give a prefix for the keys, e.g. mcp-auth"),
+    "mcp-auth",
+    "Prefix of every key; each credential's keys share one {hash tag} (one Redis Cluster slot)"
+  ),
+  encryption_key: Schema.optional(
+    Secret("shared_cache.encryption_key", "give 32 random bytes, base64 or hex (openssl rand -base64 32)")
+  ).annotations({
+    description: "AES-256-GCM key (32 bytes, base64 or hex) encrypting tokens at rest; without it tokens are stored " +
+      "in clear"
+  }),
+  previous_encryption_keys: withDefault(
+    Schema.Array(Secret("shared_cache.previous_encryption_keys", "give the keys as base64 or hex")),
+    [],
+    "Keys that still decrypt (not encrypt), for rotating encryption_key"
+  ),
+  lock_lease_seconds: withDefault(
+    PositiveSeconds("shared_cache.lock_lease_seconds"),
+    30,
+    "Longest one process holds the fetch lock; a crashed holder is replaced when it ends"
+  ),
+  wait_seconds: withDefault(
+    PositiveSeconds("shared_cache.wait_seconds"),
+    5,
+    "Longest a process waits for the lock holder's token before it requests one itself (below lock_lease_seconds)"
+  ),
+  timeout_ms: withDefault(
+    ConfigSchema.number("shared_cache.timeout_ms", { min: 0, exclusiveMin: true, integer: true }),
+    200,
+    "A store reply slower than this counts as a failure: the provider goes on without the fleet (fail open)"
+  ),
+  ca_file: Schema.optional(nonEmpty("shared_cache.ca_file", "give the path of a PEM bundle")).annotations({
+    description: "Extra PEM CA bundle trusted for rediss://"
+  })
+}
+
+/**
+ * The nested `shared_cache` block: a token cache shared by a fleet of processes, on Redis.
+ *
+ * @since 0.3.0
+ * @category Schemas
+ */
+export const SharedCacheInput = Schema.Struct(SharedCacheFields).annotations({
+  identifier: "SharedCacheConfig",
+  message: () =>
+    "shared_cache must be a map (url, key_prefix, encryption_key, previous_encryption_keys, lock_lease_seconds, " +
+    "wait_seconds, timeout_ms, ca_file)"
 })
 
 /**
@@ -468,6 +525,10 @@ const fields = {
     description: "After a permanent token endpoint failure (invalid credentials, invalid_scope and other 4xx OAuth " +
       "errors, TLS errors, malformed responses), callers get the same error without a token request for a cool-down"
   }),
+  shared_cache: Schema.optional(SharedCacheInput).annotations({
+    description: "Share tokens with the other processes of a fleet through Redis: one token request per lifetime " +
+      "for the fleet (see the README, Running a fleet)"
+  }),
   preflight_auth: withDefault(
     Bool("preflight_auth"),
     false,
@@ -524,6 +585,24 @@ export interface RetryPolicy {
   readonly initialBackoffSeconds: number
   readonly maxBackoffSeconds: number
   readonly maxElapsedSeconds: number
+}
+
+/**
+ * The fleet's shared token cache (`shared_cache`). `encryptionKey` encrypts (and decrypts); `previousEncryptionKeys`
+ * only decrypt; without `encryptionKey` tokens are stored in clear.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface SharedCache {
+  readonly url?: Redacted.Redacted<string> | undefined
+  readonly keyPrefix: string
+  readonly encryptionKey?: Redacted.Redacted<string> | undefined
+  readonly previousEncryptionKeys: ReadonlyArray<Redacted.Redacted<string>>
+  readonly lockLeaseSeconds: number
+  readonly waitSeconds: number
+  readonly timeoutMs: number
+  readonly caFile?: string | undefined
 }
 
 /**
@@ -611,6 +690,8 @@ export interface ServiceAccountConfig {
   readonly retry: RetryPolicy
   readonly failureCooldown: FailureCooldownPolicy
   readonly preflightAuth: boolean
+  /** Set when `shared_cache` is configured. */
+  readonly sharedCache?: SharedCache | undefined
 }
 
 /**
@@ -653,6 +734,24 @@ export const isResolved = (config: ServiceAccountConfig): config is Resolved => 
 
 // a missing block is decoded like an empty one: every default comes from the Schema
 const retryDefaults = Schema.decodeUnknownSync(RetryInput)({})
+const sharedCacheModel = (input: typeof SharedCacheInput.Type): SharedCache => ({
+  url: input.url,
+  keyPrefix: input.key_prefix,
+  encryptionKey: input.encryption_key,
+  previousEncryptionKeys: input.previous_encryption_keys,
+  lockLeaseSeconds: input.lock_lease_seconds,
+  waitSeconds: input.wait_seconds,
+  timeoutMs: input.timeout_ms,
+  caFile: input.ca_file
+})
+
+/**
+ * The `shared_cache` settings of a program that provides a shared store without configuring the block.
+ *
+ * @since 0.3.0
+ * @category Constants
+ */
+export const sharedCacheDefaults: SharedCache = sharedCacheModel(Schema.decodeUnknownSync(SharedCacheInput)({}))
 const failureCooldownDefaults = Schema.decodeUnknownSync(FailureCooldownInput)({})
 
 const discoveryOf = (
@@ -734,7 +833,8 @@ const toModel = (input: typeof ServiceAccountConfigInput.Type, raw: Record<strin
       maxElapsedSeconds: retry.max_elapsed_seconds
     },
     failureCooldown: { initialSeconds: cooldown.initial_seconds, maxSeconds: cooldown.max_seconds },
-    preflightAuth: input.preflight_auth
+    preflightAuth: input.preflight_auth,
+    sharedCache: input.shared_cache === undefined ? undefined : sharedCacheModel(input.shared_cache)
   }
 }
 
@@ -923,6 +1023,49 @@ const crossFieldIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pr
   return issues
 }
 
+/** `shared_cache`: a redis URL, usable keys, a wait below the lease. Values are never quoted. */
+const sharedCacheIssues = (block: unknown): Array<ConfigSchema.Problem> => {
+  if (!isRecord(block)) return []
+  const issues: Array<ConfigSchema.Problem> = []
+  const url = textOf(block.url)
+  if (url !== undefined && url.trim().length > 0) {
+    const protocol = URL.canParse(url.trim()) ? new URL(url.trim()).protocol : undefined
+    if (protocol !== "redis:" && protocol !== "rediss:") {
+      issues.push({
+        path: "shared_cache.url",
+        message: "shared_cache.url must be a redis:// or rediss:// URL, e.g. rediss://user:password@redis:6379/0"
+      })
+    }
+  }
+  const keys = [
+    ["shared_cache.encryption_key", block.encryption_key] as const,
+    ...(Array.isArray(block.previous_encryption_keys) ? block.previous_encryption_keys : []).map((key, i) =>
+      [`shared_cache.previous_encryption_keys.${i}`, key] as const
+    )
+  ]
+  for (const [path, key] of keys) {
+    const text = textOf(key)
+    if (text !== undefined && text.trim().length > 0 && Fleet.parseKey(text) === undefined) {
+      issues.push({
+        path,
+        message: `${path} must be 32 bytes as base64 or hex: generate one with openssl rand -base64 32`
+      })
+    }
+  }
+  const decoded = Schema.decodeUnknownEither(Schema.Struct({
+    lock_lease_seconds: SharedCacheFields.lock_lease_seconds,
+    wait_seconds: SharedCacheFields.wait_seconds
+  }))({ lock_lease_seconds: block.lock_lease_seconds, wait_seconds: block.wait_seconds })
+  if (Either.isRight(decoded) && decoded.right.wait_seconds >= decoded.right.lock_lease_seconds) {
+    issues.push({
+      path: "shared_cache.wait_seconds",
+      message: "shared_cache.wait_seconds must be below shared_cache.lock_lease_seconds: a process waiting for a " +
+        "crashed lock holder must give up before the lease ends"
+    })
+  }
+  return issues
+}
+
 /** A string value, plain or `Redacted`. */
 const textOf = (u: unknown): string | undefined => {
   const value = Redacted.isRedacted(u) ? Redacted.value(u) : u
@@ -1077,6 +1220,7 @@ const credentialIssues = (input: Record<string, unknown>): Array<ConfigSchema.Pr
       }
     }
   }
+  issues.push(...sharedCacheIssues(input.shared_cache))
   const proxy = input.proxy_url
   const proxyText = textOf(proxy)
   if (proxyText !== undefined && proxyText.trim().length > 0) {
@@ -1161,11 +1305,19 @@ export const decode = <I>(
 export const decodeSync = <I>(input: I, options?: DecodeOptions): DecodedFrom<I> =>
   Either.getOrThrowWith(decodeEither(input, options), (e) => e)
 
-const nested = { retry: RetryFields, failure_cooldown: FailureCooldownFields } as const
+const nested = {
+  retry: RetryFields,
+  failure_cooldown: FailureCooldownFields,
+  shared_cache: SharedCacheFields
+} as const
 
 /** Nested keys read from the environment too (kwargs and function values cannot be written there). */
 const envNested = {
-  ...nested,
+  retry: RetryFields,
+  failure_cooldown: FailureCooldownFields,
+  shared_cache: Object.fromEntries(
+    Object.entries(SharedCacheFields).filter(([key]) => key !== "previous_encryption_keys")
+  ) as Omit<typeof SharedCacheFields, "previous_encryption_keys">,
   client_assertion: { file: ClientAssertionFields.file, token: ClientAssertionFields.token }
 } as const
 

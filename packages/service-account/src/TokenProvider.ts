@@ -105,6 +105,15 @@ export interface Diagnostics {
   readonly cooldownKind?: "transient" | "permanent" | undefined
   /** Permanent failures in a row since the last success: each doubles the next cool-down, up to its cap. */
   readonly consecutiveFailures?: number | undefined
+  /**
+   * With a shared token store (`shared_cache`): where the last fetched token came from (`fleet`: another process
+   * published it; `endpoint`: this process requested it), and since when the store has been failing (the provider
+   * then works alone: fail open).
+   */
+  readonly sharedCache?: {
+    readonly lastSource: "fleet" | "endpoint" | undefined
+    readonly unavailableSince?: number | undefined
+  } | undefined
 }
 
 /**

@@ -58,6 +58,20 @@ export * as ServiceAccountError from "./ServiceAccountError.js"
 export * as ServiceToken from "./ServiceToken.js"
 
 /**
+ * The token cache a fleet of processes shares (issue 15): the store interface and the in-memory store.
+ *
+ * @since 0.3.0
+ */
+export * as SharedTokenStore from "./SharedTokenStore.js"
+
+/**
+ * The shared token store on Redis (ioredis, loaded only when used).
+ *
+ * @since 0.3.0
+ */
+export * as SharedTokenStoreRedis from "./SharedTokenStoreRedis.js"
+
+/**
  * @since 0.1.0
  */
 export * as TokenEndpoint from "./TokenEndpoint.js"

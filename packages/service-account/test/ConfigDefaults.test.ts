@@ -24,6 +24,8 @@ const inputsWithout = (path: string): ReadonlyArray<Record<string, unknown>> => 
     const { client_secret: _, ...rest } = required
     return [{ ...rest, auth_method: "private_key_jwt", client_assertion: { function: "./oidc.ts#token" } }]
   }
+  // shared_cache is off without its block: its defaults are those of an empty block
+  if (parent === "shared_cache") return [{ ...required, shared_cache: {} }]
   return [required, { ...required, [parent]: {} }]
 }
 

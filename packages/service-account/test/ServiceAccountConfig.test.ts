@@ -371,6 +371,43 @@ describe("ServiceAccountConfig", () => {
     })
   })
 
+  describe("shared_cache", () => {
+    it("decodes the block: the URL and keys stay redacted, the rest has its defaults", () => {
+      const config = ServiceAccountConfig.decodeSync({
+        ...base,
+        shared_cache: { url: "rediss://svc:p4ss@redis.internal:6380/2", encryption_key: "ab".repeat(32) }
+      })
+      expect(config.sharedCache).toMatchObject({ keyPrefix: "mcp-auth", lockLeaseSeconds: 30, waitSeconds: 5 })
+      expect(Redacted.isRedacted(config.sharedCache?.url)).toBe(true)
+      expect(Redacted.isRedacted(config.sharedCache?.encryptionKey)).toBe(true)
+      expect(util.inspect(config, { depth: 5 })).not.toContain("p4ss")
+      expect(ServiceAccountConfig.decodeSync(base).sharedCache).toBeUndefined()
+    })
+
+    it("refuses another scheme, a key that is not 32 bytes and a wait as long as the lease, quoting no value", () => {
+      const problems = issuesOf({
+        ...base,
+        shared_cache: {
+          url: "http://svc:p4ss@redis.internal",
+          encryption_key: "not-a-key-p4ss",
+          previous_encryption_keys: ["ab".repeat(32), "short"],
+          wait_seconds: 30,
+          lock_lease_seconds: 30
+        }
+      })
+      expect(problems).toEqual([
+        "shared_cache.url: shared_cache.url must be a redis:// or rediss:// URL, e.g. rediss://user:password@redis:6379/0",
+        "shared_cache.encryption_key: shared_cache.encryption_key must be 32 bytes as base64 or hex: generate one " +
+        "with openssl rand -base64 32",
+        "shared_cache.previous_encryption_keys.1: shared_cache.previous_encryption_keys.1 must be 32 bytes as base64 " +
+        "or hex: generate one with openssl rand -base64 32",
+        "shared_cache.wait_seconds: shared_cache.wait_seconds must be below shared_cache.lock_lease_seconds: a " +
+        "process waiting for a crashed lock holder must give up before the lease ends"
+      ])
+      expect(problems.join(" ")).not.toContain("p4ss")
+    })
+  })
+
   describe("secrets stay redacted", () => {
     it("serializes and inspects the config without the secret or static token", () => {
       const config = ServiceAccountConfig.decodeSync({ ...base, service_token: { token: "svc-static-secret" } })

@@ -39,12 +39,16 @@ import {
   type TokenError
 } from "@mcp-auth/service-account/ServiceAccountError"
 import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
+import type * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
+import type * as SharedTokenStore from "@mcp-auth/service-account/SharedTokenStore"
+import * as SharedTokenStoreRedis from "@mcp-auth/service-account/SharedTokenStoreRedis"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as ServiceTokenLoader from "./ServiceTokenLoader.js"
 import type { FunctionGroupConfig, WorkflowConfig } from "./WorkflowConfig.js"
@@ -204,8 +208,23 @@ export const make = (config: WorkflowConfig, options: Options = {}): Effect.Effe
         mcpUrls.set(group.authProvider, group.url.href)
       }
     }
+    // one shared token store per Redis (URL and CA), for every provider that shares tokens through it
+    const stores = new Map<string, Context.Context<SharedTokenStore.SharedTokenStore>>()
+    const storeFor = (provider: ServiceAccountConfig.ServiceAccountConfig, name: string) => {
+      const shared = provider.sharedCache
+      if (shared === undefined) return Effect.succeed(Context.empty() as Context.Context<never>)
+      const id = JSON.stringify([shared.url === undefined ? null : Redacted.value(shared.url), shared.caFile ?? null])
+      const built = stores.get(id)
+      if (built !== undefined) return Effect.succeed(built)
+      return Layer.build(SharedTokenStoreRedis.layerFromConfig(provider)).pipe(
+        Effect.mapError(underProvider(name)),
+        Effect.tap((context) => stores.set(id, context))
+      )
+    }
     for (const [name, provider] of config.providers) {
+      const store = yield* storeFor(provider, name)
       const tokenLayer = TokenProvider.layer(provider, { name, loadFunction, mcpUrl: mcpUrls.get(name) }).pipe(
+        Layer.provide(Layer.succeedContext(store)),
         Layer.provide(
           TokenHttpClient.layer({
             ...TokenHttpClient.optionsFromConfig(provider),

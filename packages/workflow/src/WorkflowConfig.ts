@@ -550,6 +550,17 @@ export const fromDocument = (
     }
   }
   for (const [name, provider] of providers) {
+    if (provider.sharedCache !== undefined && provider.sharedCache.url === undefined) {
+      issues.push(
+        new ConfigIssue({
+          path: `authentication.${name}.shared_cache.url`,
+          message: "shared_cache.url is required in a workflow: give the Redis URL, e.g. " +
+            "rediss://mcp-auth:${REDIS_PASSWORD}@redis.internal:6379/0"
+        })
+      )
+    }
+  }
+  for (const [name, provider] of providers) {
     if (provider.discovery?.from !== "mcp_server") continue
     const servers = new Set([...groups.values()].filter((g) => g.authProvider === name).map((g) => g.url.href))
     if (servers.size !== 1) {
@@ -580,6 +591,9 @@ const resolvePaths = (
   return {
     ...config,
     caFile: resolve(config.caFile),
+    sharedCache: config.sharedCache === undefined
+      ? undefined
+      : { ...config.sharedCache, caFile: resolve(config.sharedCache.caFile) },
     clientSecretFile: resolve(config.clientSecretFile),
     privateKeyFile: resolve(config.privateKeyFile),
     certificateFile: resolve(config.certificateFile),

@@ -108,6 +108,15 @@ export const token = (options: {
     yield* progress(`requesting a token for ${name} from ${tokenUrl} with ${method}`)
     const accessToken = yield* tokens.get
     const now = yield* Clock.currentTimeMillis
+    // with shared_cache: whether another process of the fleet had published the token
+    const shared = (yield* tokens.state).sharedCache
+    const source = shared === undefined
+      ? undefined
+      : shared.lastSource === "fleet"
+      ? "fleet cache (shared_cache)"
+      : shared.unavailableSince !== undefined
+      ? "token endpoint (shared_cache unavailable: fail open)"
+      : "token endpoint (published to shared_cache)"
     const scopes = Secrets.line(accessToken.scopes.join(" "), 1_000)
     if (json) {
       const seconds = Math.round((accessToken.expiresAt - now) / 1000)
@@ -117,6 +126,7 @@ export const token = (options: {
           provider: name,
           token_url: tokenUrl,
           auth_method: method,
+          ...(source === undefined ? {} : { source }),
           token_type: Secrets.line(accessToken.tokenType),
           scopes: scopes === "" ? [] : scopes.split(" "),
           expires_at: Number.isNaN(date.getTime()) ? null : date.toISOString(),
@@ -130,6 +140,7 @@ export const token = (options: {
     yield* Console.log(`provider:     ${name}`)
     yield* Console.log(`token_url:    ${tokenUrl}`)
     yield* Console.log(`auth_method:  ${method}`)
+    if (source !== undefined) yield* Console.log(`source:       ${source}`)
     yield* Console.log(`token_type:   ${Secrets.line(accessToken.tokenType)}`)
     yield* Console.log(`scopes:       ${scopes || "(none)"}`)
     yield* Console.log(`expires_at:   ${expiry(accessToken.expiresAt, now)}`)

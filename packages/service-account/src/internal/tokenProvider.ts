@@ -11,20 +11,25 @@ import * as Layer from "effect/Layer"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
+import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Intervals from "effect/ScheduleIntervals"
 import * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
 import type * as AccessToken from "../AccessToken.js"
 import * as Metrics from "../Metrics.js"
 import * as RetrySchedule from "../RetrySchedule.js"
+import * as ServiceAccountConfigModule from "../ServiceAccountConfig.js"
 import type { Resolved, ServiceAccountConfig } from "../ServiceAccountConfig.js"
 import { type DiscoveryError, isTransient, retryAfter, type TokenError } from "../ServiceAccountError.js"
 import type { FunctionLoader } from "../ServiceToken.js"
+import * as SharedTokenStore from "../SharedTokenStore.js"
 import * as TokenEndpoint from "../TokenEndpoint.js"
 import type * as TokenProvider from "../TokenProvider.js"
 import * as Discovery from "./discovery.js"
+import * as Fleet from "./fleet.js"
 import * as Lifecycle from "./lifecycle.js"
 import { endpointOf } from "./text.js"
 
@@ -108,6 +113,8 @@ class Provider implements TokenProvider.TokenProvider {
   private successLabels: Array<MetricLabel.MetricLabel> | undefined = undefined
   /** The single flight while a fetch is in flight: see `flights()`. */
   private cache: Cache.Cache<number, Lifecycle.TokenOutcome | undefined> | undefined = undefined
+  /** Where the last fetched token came from (with a shared store). */
+  private source: Fleet.Source | undefined = undefined
   readonly get: Effect.Effect<AccessToken.AccessToken, TokenError>
   readonly resolved: Effect.Effect<Resolved, DiscoveryError>
 
@@ -121,7 +128,9 @@ class Provider implements TokenProvider.TokenProvider {
     private readonly ref: Ref.Ref<Lifecycle.State>,
     private readonly loadFunction: FunctionLoader | undefined,
     /** The configuration with its token endpoint: itself, or completed by discovery. */
-    private readonly resolver: Discovery.Resolver
+    private readonly resolver: Discovery.Resolver,
+    /** The fleet's shared token store, when one is in the context the provider was made in. */
+    private readonly fleet: Fleet.Fleet | undefined
   ) {
     this.resolved = resolver.current
     this.tokenUrl = endpointOf(config)
@@ -143,7 +152,12 @@ class Provider implements TokenProvider.TokenProvider {
       const result = reply?._tag === "Reply" ? reply.result : { _tag: "NotCurrent" as const }
       if (result._tag === "Dropped") Metrics.unauthorizedRefreshes.unsafeUpdate(1, this.labels)
       return result
-    })
+    }).pipe(
+      // the fleet drops it too, if it is still the stored one: a revocation seen by many processes, one refresh
+      Effect.tap((result) =>
+        result._tag === "Dropped" && this.fleet !== undefined ? this.fleet.rejected(rejected) : Effect.void
+      )
+    )
 
   readonly adopt = (token: AccessToken.AccessToken): Effect.Effect<void> =>
     Effect.flatMap(Random.next, (u) =>
@@ -153,7 +167,15 @@ class Provider implements TokenProvider.TokenProvider {
       ))
 
   get state(): Effect.Effect<TokenProvider.TokenState> {
-    return Effect.zipWith(Ref.get(this.ref), Clock.currentTimeMillis, Lifecycle.describe)
+    return Effect.zipWith(Ref.get(this.ref), Clock.currentTimeMillis, (s, now) => {
+      const state = Lifecycle.describe(s, now)
+      if (this.fleet === undefined) return state
+      const since = this.fleet.failingSince()
+      return {
+        ...state,
+        sharedCache: { lastSource: this.source, ...(since === undefined ? {} : { unavailableSince: since }) }
+      }
+    })
   }
 
   private flush(): void {
@@ -351,28 +373,32 @@ class Provider implements TokenProvider.TokenProvider {
       const started = clock.unsafeCurrentTimeMillis()
       const deadline = started + self.config.retry.maxElapsedSeconds * 1000
       const attempts: Attempts = { n: 0, last: undefined }
-      const exit = yield* Effect.exit(
-        self.request(deadline, attempts).pipe(
-          Effect.retry(
-            RetrySchedule.make<TokenError>(RetrySchedule.fromRetryConfig(self.config.retry), {
-              while: (error) => isTransient(error) && deadline - clock.unsafeCurrentTimeMillis() >= MIN_ATTEMPT_MS,
-              retryAfter
-            }).pipe(
-              Schedule.onDecision((_, decision) =>
-                ScheduleDecision.isContinue(decision)
-                  ? Effect.logWarning("Token request failed; retrying").pipe(
-                    Effect.annotateLogs({
-                      token_url: self.tokenUrl,
-                      error: attempts.last?._tag ?? "?",
-                      attempt: attempts.n,
-                      retry_in_ms: Math.max(0, Intervals.start(decision.intervals) - clock.unsafeCurrentTimeMillis())
-                    })
-                  )
-                  : Effect.void
-              )
+      const local = self.request(deadline, attempts).pipe(
+        Effect.retry(
+          RetrySchedule.make<TokenError>(RetrySchedule.fromRetryConfig(self.config.retry), {
+            while: (error) => isTransient(error) && deadline - clock.unsafeCurrentTimeMillis() >= MIN_ATTEMPT_MS,
+            retryAfter
+          }).pipe(
+            Schedule.onDecision((_, decision) =>
+              ScheduleDecision.isContinue(decision)
+                ? Effect.logWarning("Token request failed; retrying").pipe(
+                  Effect.annotateLogs({
+                    token_url: self.tokenUrl,
+                    error: attempts.last?._tag ?? "?",
+                    attempt: attempts.n,
+                    retry_in_ms: Math.max(0, Intervals.start(decision.intervals) - clock.unsafeCurrentTimeMillis())
+                  })
+                )
+                : Effect.void
             )
           )
         )
+      )
+      const exit = yield* Effect.exit(
+        self.fleet === undefined ? local : Effect.map(self.fleet.fetch(local, self.latest), ({ source, token }) => {
+          self.source = source
+          return token
+        })
       )
       Metrics.fetchSeconds.unsafeUpdate((clock.unsafeCurrentTimeMillis() - started) / 1000, self.endpointLabels)
       const u = yield* Random.next
@@ -489,6 +515,7 @@ export const make = (
   Effect.gen(function*() {
     const scope = yield* Effect.scope
     const resolver = yield* Discovery.resolver(config, options?.mcpUrl)
+    const store = yield* Effect.serviceOption(SharedTokenStore.SharedTokenStore)
     const provider = new Provider(
       options?.name ?? config.clientId,
       config,
@@ -497,7 +524,8 @@ export const make = (
       yield* Effect.clock,
       yield* Ref.make(Lifecycle.initial),
       options?.loadFunction,
-      resolver
+      resolver,
+      Option.isSome(store) ? fleetOf(config, store.value, options?.name ?? config.clientId) : undefined
     )
     // not Effect.addFinalizer, which keeps a copy of this fiber's FiberRefs per provider
     yield* Scope.addFinalizerExit(scope, () => provider.close())
@@ -513,6 +541,36 @@ export const mirror = (
 /** @internal */
 export const flushMirror = (provider: TokenProvider.TokenProvider, target: TokenProvider.Mirror): void => {
   if (provider instanceof Provider) provider.flushMirror(target)
+}
+
+/** The fleet protocol over `store`, with the configuration's `shared_cache` settings (or their defaults). */
+const fleetOf = (config: ServiceAccountConfig, store: SharedTokenStore.Store, name: string): Fleet.Fleet => {
+  const shared = config.sharedCache ?? ServiceAccountConfigModule.sharedCacheDefaults
+  const buffer = config.tokenCacheBufferSeconds * 1000
+  return Fleet.make({
+    store,
+    key: Fleet.keyOf(shared.keyPrefix, {
+      endpoint: endpointOf(config),
+      clientId: config.clientId,
+      authMethod: config.authMethod,
+      scopes: config.scopes,
+      resource: config.resource,
+      audience: config.audience
+    }),
+    // decoding checked every key: the first encrypts, all decrypt
+    codec: Fleet.makeCodec(
+      [...(shared.encryptionKey === undefined ? [] : [shared.encryptionKey]), ...shared.previousEncryptionKeys].map(
+        (key) => Fleet.parseKey(Redacted.value(key))!
+      )
+    ),
+    owner: Crypto.randomUUID(),
+    leaseMillis: shared.lockLeaseSeconds * 1000,
+    waitMillis: shared.waitSeconds * 1000,
+    timeoutMillis: shared.timeoutMs,
+    leadMillis: (token) => Math.min(buffer, Math.max(0, token.expiresAt - token.issuedAt) / 2),
+    cooldownMillis: config.failureCooldown.initialSeconds * 1000,
+    labels: [MetricLabel.make("provider", name)]
+  })
 }
 
 /**

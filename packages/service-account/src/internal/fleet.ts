@@ -1,0 +1,333 @@
+/**
+ * The fleet protocol (issue 15): a provider's fetch, shared with the other processes of a fleet through a
+ * {@link SharedTokenStore.Store}. The in-process cache stays the first level; this runs only when the provider would
+ * otherwise request a token.
+ *
+ * 1. A block (a 429's `Retry-After`, an invalid-credential cool-down) → fail with its error, no request.
+ * 2. A stored token that is usable (not in its refresh window) and newer than ours → adopt it, no request.
+ * 3. Else take the fetch lock: the holder reads again, requests, publishes (set only if newer), releases. The others
+ *    serve a stored token that is due but still valid (newer than theirs) at once; with none, they wait for the
+ *    publish (at most `waitMillis`), read again, and only then request themselves (at worst one extra request; never
+ *    a caller stuck behind a crashed holder, whose lease ends by itself).
+ * 4. A failure worth waiting out everywhere (429, invalid credentials) is stored as a block.
+ *
+ * Every store operation is bounded by `timeoutMillis`; a store error or a slow reply falls back to the local fetch
+ * (fail open) and is counted. Tokens are encoded by {@link makeCodec}: JSON, or AES-256-GCM when a key is set.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as Crypto from "node:crypto"
+import * as AccessToken from "../AccessToken.js"
+import * as Metrics from "../Metrics.js"
+import { TokenError } from "../ServiceAccountError.js"
+import type * as SharedTokenStore from "../SharedTokenStore.js"
+import { StoreError } from "../SharedTokenStore.js"
+
+/** Where a fetch's token came from. */
+export type Source = "fleet" | "endpoint"
+
+/** @internal */
+export interface Codec {
+  readonly encode: (key: string, token: AccessToken.AccessToken) => string
+  readonly decode: (key: string, data: string) => AccessToken.AccessToken | undefined
+}
+
+const sha256 = (data: string | Buffer) => Crypto.createHash("sha256").update(data).digest()
+
+/** The token's version: a hash of it, so compare-and-delete needs no token in the clear. @internal */
+export const versionOf = (token: AccessToken.AccessToken): string =>
+  sha256(Redacted.value(token.token)).toString("base64url").slice(0, 22)
+
+/** A 32-byte key given as base64 or hex; `undefined` when it is neither. @internal */
+export const parseKey = (text: string): Buffer | undefined => {
+  const trimmed = text.trim()
+  const bytes = /^[0-9a-fA-F]{64}$/.test(trimmed) ? Buffer.from(trimmed, "hex") : Buffer.from(trimmed, "base64")
+  return bytes.length === 32 ? bytes : undefined
+}
+
+/**
+ * JSON (`{ t, s, i, e, r }`), or with `keys` (the first encrypts, all decrypt): `v1.<kid>.<iv>.<sealed>` with
+ * AES-256-GCM, the Redis key as additional data (a value moved to another key does not decrypt) and `kid` the first
+ * 8 hex digits of the key's SHA-256. A value that does not decode is `undefined`: treated as absent.
+ *
+ * @internal
+ */
+export const makeCodec = (keys: ReadonlyArray<Buffer>): Codec => {
+  const kid = (key: Buffer) => sha256(key).toString("hex").slice(0, 8)
+  const byKid = new Map(keys.map((key) => [kid(key), key]))
+  const plain = (token: AccessToken.AccessToken) =>
+    JSON.stringify({
+      t: Redacted.value(token.token),
+      s: token.scopes,
+      i: token.issuedAt,
+      e: token.expiresAt,
+      ...(token.refreshIn === undefined ? {} : { r: token.refreshIn })
+    })
+  const parse = (json: string): AccessToken.AccessToken | undefined => {
+    try {
+      const u = JSON.parse(json) as { t?: unknown; s?: unknown; i?: unknown; e?: unknown; r?: unknown }
+      if (
+        typeof u.t !== "string" || typeof u.i !== "number" || typeof u.e !== "number" || !Array.isArray(u.s) ||
+        !u.s.every((s) => typeof s === "string")
+      ) return undefined
+      return AccessToken.make({
+        token: u.t,
+        scopes: u.s as Array<string>,
+        issuedAt: u.i,
+        expiresInSeconds: (u.e - u.i) / 1000,
+        refreshIn: typeof u.r === "number" ? u.r : undefined
+      })
+    } catch {
+      return undefined
+    }
+  }
+  const current = keys[0]
+  return {
+    encode: (key, token) => {
+      if (current === undefined) return plain(token)
+      const iv = Crypto.randomBytes(12)
+      const cipher = Crypto.createCipheriv("aes-256-gcm", current, iv).setAAD(Buffer.from(key))
+      const sealed = Buffer.concat([cipher.update(plain(token), "utf8"), cipher.final(), cipher.getAuthTag()])
+      return `v1.${kid(current)}.${iv.toString("base64url")}.${sealed.toString("base64url")}`
+    },
+    decode: (key, data) => {
+      if (current === undefined) return data.startsWith("{") ? parse(data) : undefined
+      const [v, id, iv, sealed] = data.split(".")
+      const secret = id === undefined ? undefined : byKid.get(id)
+      if (v !== "v1" || secret === undefined || iv === undefined || sealed === undefined) return undefined
+      try {
+        const bytes = Buffer.from(sealed, "base64url")
+        const decipher = Crypto.createDecipheriv("aes-256-gcm", secret, Buffer.from(iv, "base64url"))
+          .setAAD(Buffer.from(key))
+        decipher.setAuthTag(bytes.subarray(bytes.length - 16))
+        return parse(
+          Buffer.concat([decipher.update(bytes.subarray(0, bytes.length - 16)), decipher.final()]).toString()
+        )
+      } catch {
+        return undefined
+      }
+    }
+  }
+}
+
+/**
+ * The key of a credential: a hash of what makes its tokens interchangeable (never the secret), in a `{hash tag}` so
+ * that its token, lock and block share one Redis Cluster slot.
+ *
+ * @internal
+ */
+export const keyOf = (prefix: string, parts: {
+  readonly endpoint: string
+  readonly clientId: string
+  readonly authMethod: string
+  readonly scopes: ReadonlyArray<string>
+  readonly resource?: string | undefined
+  readonly audience?: string | undefined
+}): string => {
+  const identity = JSON.stringify([
+    parts.endpoint,
+    parts.clientId,
+    parts.authMethod,
+    [...parts.scopes].sort(),
+    parts.resource ?? null,
+    parts.audience ?? null
+  ])
+  return `${prefix}:{${sha256(identity).toString("base64url").slice(0, 32)}}`
+}
+
+/** @internal */
+export interface Options {
+  readonly store: SharedTokenStore.Store
+  readonly key: string
+  readonly codec: Codec
+  readonly owner: string
+  readonly leaseMillis: number
+  readonly waitMillis: number
+  readonly timeoutMillis: number
+  /** How long before its expiry a token is refreshed (the provider's lead): a stored token closer than that is due. */
+  readonly leadMillis: (token: AccessToken.AccessToken) => number
+  /** How long an invalid-credential failure blocks the fleet (the provider's first cool-down); 0 for none. */
+  readonly cooldownMillis: number
+  /** Metric labels of the provider. */
+  readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
+}
+
+const encodeError = Schema.encodeSync(Schema.parseJson(TokenError))
+const decodeError = Schema.decodeUnknownEither(Schema.parseJson(TokenError))
+
+/** @internal */
+export interface Fleet {
+  /** A fetch through the fleet: `local` is the provider's own (retried) token request; `current` its token. */
+  readonly fetch: <R>(
+    local: Effect.Effect<AccessToken.AccessToken, TokenError, R>,
+    current: AccessToken.AccessToken | undefined
+  ) => Effect.Effect<{ readonly token: AccessToken.AccessToken; readonly source: Source }, TokenError, R>
+  /** A token a server rejected: deleted from the store if it is still the stored one. */
+  readonly rejected: (token: AccessToken.AccessToken) => Effect.Effect<void>
+  /** When the store last failed (epoch milliseconds), for `state`; `undefined` after a success since. */
+  readonly failingSince: () => number | undefined
+}
+
+/** @internal */
+export const make = (options: Options): Fleet => {
+  const { codec, key, owner, store } = options
+  let failingSince: number | undefined
+  const count = (outcome: string) =>
+    Metrics.sharedCache.unsafeUpdate(1, [...options.labels, MetricLabel.make("outcome", outcome)])
+
+  /**
+   * A store operation, bounded by `timeout_ms` (beyond the time it is meant to wait, for `wait`); `undefined` when it
+   * failed or was slow (counted, and the fetch goes on locally).
+   */
+  const guarded = <A>(
+    operation: string,
+    effect: Effect.Effect<A, StoreError>,
+    waitMillis = 0
+  ): Effect.Effect<A | undefined> =>
+    effect.pipe(
+      Effect.timeoutFail({
+        duration: Duration.millis(waitMillis + options.timeoutMillis),
+        onTimeout: () => new StoreError({ operation, reason: `no reply within ${options.timeoutMillis} ms` })
+      }),
+      Effect.matchEffect({
+        onFailure: (error) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            failingSince ??= now
+            count("fail_open")
+            return Effect.logWarning("Shared token store unavailable: fetching locally").pipe(
+              Effect.annotateLogs({ operation: error.operation, reason: error.reason }),
+              Effect.as(undefined)
+            )
+          }),
+        onSuccess: (value) =>
+          Effect.sync(() => {
+            failingSince = undefined
+            return value
+          })
+      })
+    )
+
+  /**
+   * The stored token if this process may use it: it decodes and is newer than `current`; `fresh` also requires it not
+   * to be due for refresh, else only that it can still be handed out (the lifecycle's last-second margin).
+   */
+  const usable = (
+    snapshot: SharedTokenStore.Snapshot | undefined,
+    current: AccessToken.AccessToken | undefined,
+    now: number,
+    fresh = true
+  ): AccessToken.AccessToken | undefined => {
+    const stored = snapshot?.token
+    if (stored === undefined || (current !== undefined && stored.expiresAt <= current.expiresAt)) return undefined
+    const token = codec.decode(key, stored.data)
+    if (token === undefined) return undefined
+    const margin = fresh
+      ? options.leadMillis(token)
+      : Math.min(1000, Math.max(0, token.expiresAt - token.issuedAt) / 4)
+    return token.expiresAt - margin > now ? token : undefined
+  }
+
+  const blocked = (snapshot: SharedTokenStore.Snapshot | undefined): TokenError | undefined => {
+    if (snapshot?.block === undefined) return undefined
+    const decoded = decodeError(snapshot.block.data)
+    return Either.isRight(decoded) ? decoded.right : undefined
+  }
+
+  const publish = (token: AccessToken.AccessToken, lockedBy: string | undefined) =>
+    guarded(
+      "publish",
+      store.publish(
+        key,
+        { version: versionOf(token), expiresAt: token.expiresAt, data: codec.encode(key, token) },
+        lockedBy
+      )
+    )
+
+  /** Makes every process wait out a 429 or an invalid-credential failure. */
+  const blockFor = (error: TokenError) => {
+    const ttl = error._tag === "RateLimitedError"
+      ? error.retryAfter === undefined ? 0 : Duration.toMillis(error.retryAfter)
+      : error._tag === "InvalidCredentialsError"
+      ? options.cooldownMillis
+      : 0
+    return ttl > 0 ? Effect.asVoid(guarded("block", store.block(key, encodeError(error), ttl))) : Effect.void
+  }
+
+  /** The local request, its token published (or its failure stored as a block). */
+  const requestAndPublish = <R>(
+    local: Effect.Effect<AccessToken.AccessToken, TokenError, R>,
+    lockedBy: string | undefined
+  ) =>
+    local.pipe(
+      Effect.tapBoth({
+        onFailure: (error) =>
+          Effect.zipRight(
+            blockFor(error),
+            lockedBy === undefined ? Effect.void : Effect.asVoid(guarded("unlock", store.unlock(key, lockedBy)))
+          ),
+        onSuccess: (token) => Effect.asVoid(publish(token, lockedBy))
+      }),
+      Effect.map((token) => ({ token, source: "endpoint" as const }))
+    )
+
+  const fetch = <R>(
+    local: Effect.Effect<AccessToken.AccessToken, TokenError, R>,
+    current: AccessToken.AccessToken | undefined
+  ): Effect.Effect<{ readonly token: AccessToken.AccessToken; readonly source: Source }, TokenError, R> =>
+    Effect.gen(function*() {
+      const adopt = (token: AccessToken.AccessToken) => {
+        count("adopted")
+        return Effect.succeed({ token, source: "fleet" as const })
+      }
+      const snapshot = yield* guarded("read", store.read(key))
+      if (snapshot === undefined) return yield* Effect.map(local, (token) => ({ token, source: "endpoint" as const }))
+      const block = blocked(snapshot)
+      if (block !== undefined) {
+        count("blocked")
+        return yield* Effect.fail(block)
+      }
+      const found = usable(snapshot, current, yield* Clock.currentTimeMillis)
+      if (found !== undefined) return yield* adopt(found)
+      const locked = yield* guarded("lock", store.tryLock(key, owner, options.leaseMillis))
+      if (locked === undefined) return yield* Effect.map(local, (token) => ({ token, source: "endpoint" as const }))
+      if (locked) {
+        // the lock holder: another process may have published between the read and the lock
+        const again = usable(yield* guarded("read", store.read(key)), current, yield* Clock.currentTimeMillis)
+        if (again !== undefined) {
+          yield* guarded("unlock", store.unlock(key, owner))
+          return yield* adopt(again)
+        }
+        count("fetched")
+        return yield* requestAndPublish(local, owner)
+      }
+      // another process is refreshing: a stored token that is due but still valid is served meanwhile (this process's
+      // own refresh, in the background, then waits for the new one)
+      const due = usable(snapshot, current, yield* Clock.currentTimeMillis, false)
+      if (due !== undefined) return yield* adopt(due)
+      // nothing to serve: wait for the publish, bounded, then read again
+      yield* guarded("wait", store.awaitPublish(key, options.waitMillis), options.waitMillis)
+      const after = yield* guarded("read", store.read(key))
+      const published = usable(after, current, yield* Clock.currentTimeMillis)
+      if (published !== undefined) return yield* adopt(published)
+      const failure = blocked(after)
+      if (failure !== undefined) {
+        count("blocked")
+        return yield* Effect.fail(failure)
+      }
+      count("fetched_after_wait")
+      return yield* requestAndPublish(local, undefined)
+    })
+
+  return {
+    fetch,
+    rejected: (token) => Effect.asVoid(guarded("delete", store.deleteIf(key, versionOf(token)))),
+    failingSince: () => failingSince
+  }
+}
