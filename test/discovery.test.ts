@@ -9,6 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { createServiceAccountAuth } from "@mcp-auth/client"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import type { DiscoveryError } from "@mcp-auth/service-account/ServiceAccountError"
+import * as SharedTokenStore from "@mcp-auth/service-account/SharedTokenStore"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import { AuthorizationServer, HostileServer, McpServer } from "@mcp-auth/testing"
@@ -20,12 +21,15 @@ import type * as Http from "node:http"
 const client = { clientId: "svc-discovery", clientSecret: "discovery-secret" }
 const secret = { client_id: client.clientId, client_secret: client.clientSecret, allow_insecure_http: true }
 
-/** A provider for `input`, built in the test's scope with the default HTTP client. */
-const providerFor = (input: Record<string, unknown>, mcpUrl?: string) =>
+/** A provider for `input`, built in the test's scope with the default HTTP client (and a shared store, if given). */
+const providerFor = (input: Record<string, unknown>, mcpUrl?: string, store?: SharedTokenStore.Store) =>
   Effect.gen(function*() {
     const config = ServiceAccountConfig.decodeSync(input)
     const context = yield* Layer.build(TokenHttpClient.layerFromConfig(config))
-    return yield* TokenProvider.make(config, { mcpUrl }).pipe(Effect.provide(context))
+    return yield* TokenProvider.make(config, { mcpUrl }).pipe(
+      Effect.provide(context),
+      store === undefined ? (effect) => effect : Effect.provideService(SharedTokenStore.SharedTokenStore, store)
+    )
   })
 
 const failure = (provider: TokenProvider.TokenProvider) => Effect.flip(provider.get) as Effect.Effect<DiscoveryError>
@@ -231,6 +235,24 @@ describe("from the MCP server (RFC 9728)", () => {
         metadata: 2,
         tokens: 4
       })
+    }))
+
+  it.scoped("a fleet cache keys discovered tokens by what discovery found: two MCP servers, two tokens", () =>
+    Effect.gen(function*() {
+      const as = yield* handMadeServer({ methods: ["client_secret_basic"] })
+      const one = yield* handMadeMcp(as.server.origin, 600)
+      const two = yield* handMadeMcp(as.server.origin, 600)
+      const store = yield* SharedTokenStore.makeMemory
+      const input = { ...secret, allowed_issuers: [as.server.origin] }
+      const a = yield* providerFor(input, one.url, store)
+      const b = yield* providerFor(input, two.url, store)
+      const a2 = yield* providerFor(input, one.url, store)
+      yield* a.get
+      yield* b.get
+      // same client and configuration, another resource: its own token; the same server again: shared
+      expect(as.tokenRequests()).toBe(2)
+      expect(Redacted.value((yield* a2.get).token)).toBe(Redacted.value((yield* a.get).token))
+      expect(as.tokenRequests()).toBe(2)
     }))
 
   it.scoped("with issuer and allowed_issuers, the server the MCP server names is the one bound (not issuer)", () =>

@@ -35,9 +35,9 @@ import * as RequestContext from "@mcp-auth/service-account/RequestContext"
 import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import { ConfigIssue, ConfigurationError } from "@mcp-auth/service-account/ServiceAccountError"
 import type { ServiceTokenError } from "@mcp-auth/service-account/ServiceAccountError"
+import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as SharedTokenStore from "@mcp-auth/service-account/SharedTokenStore"
 import * as SharedTokenStoreRedis from "@mcp-auth/service-account/SharedTokenStoreRedis"
-import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js"
@@ -586,6 +586,16 @@ export const createServiceAccountAuth = (config: unknown, options: Options = {})
   const level = logLevelOf(options)
   checkLogger(options)
   const decoded = ServiceAccountConfig.decodeSync(config)
+  if (decoded.sharedCache !== undefined && decoded.sharedCache.url === undefined && options.sharedStore === undefined) {
+    throw new ConfigurationError({
+      issues: [
+        new ConfigIssue({
+          path: "shared_cache.url",
+          message: "shared_cache needs url (the Redis URL), or pass options.sharedStore (a store or an ioredis client)"
+        })
+      ]
+    })
+  }
   if (decoded.discovery?.from === "mcp_server" && options.serverUrl === undefined) {
     throw new ConfigurationError({
       issues: [

@@ -29,13 +29,14 @@ export const tokenRequests = Metric.counter("mcp_auth_token_requests_total", {
  * Fetches through the fleet's shared token store (`shared_cache`), by `provider` and `outcome`: `adopted` (a token
  * another process published, no request), `fetched` (this process held the lock and requested), `fetched_after_wait`
  * (the holder published nothing in time), `blocked` (a stored 429 or invalid-credential failure, no request) and
- * `fail_open` (a store operation failed or was slow: the fetch went on locally).
+ * `fail_open` (a store operation failed or was slow and the provider went on without it; counted per operation, so
+ * one fetch may add several).
  *
  * @since 0.3.0
  * @category Metrics
  */
 export const sharedCache = Metric.counter("mcp_auth_shared_cache_total", {
-  description: "Fetches through the fleet's shared token store, by outcome",
+  description: "Fetches through the fleet's shared token store by outcome (fail_open: per store operation)",
   incremental: true
 })
 

@@ -64,7 +64,10 @@ export interface RedisClient {
 export interface Options {
   /** `redis://` or `rediss://` (TLS), `user:password@` (percent-encoded), `/db`. */
   readonly url?: string | Redacted.Redacted<string> | undefined
-  /** A client of the program's own (used instead of `url`): not closed by the store; its subscriber duplicate is. */
+  /**
+   * A client of the program's own (instead of `url`): the store duplicates it (its settings, a connection of the
+   * store's that never queues commands while Redis is down) and closes only its duplicates.
+   */
   readonly client?: RedisClient | undefined
   /** An extra PEM CA bundle trusted for `rediss://` (besides the system roots and `NODE_EXTRA_CA_CERTS`). */
   readonly caFile?: string | undefined
@@ -80,8 +83,13 @@ export interface Options {
  */
 export const make = (options: Options): Effect.Effect<SharedTokenStore.Store, ConfigurationError, Scope.Scope> =>
   Effect.gen(function*() {
+    // a client of the program's: its settings (host, auth, TLS) on a connection of ours that never queues commands
+    // while Redis is down (a queued lock or block would run after recovery, with nobody behind it)
     const connection = options.client !== undefined
-      ? { client: options.client, password: undefined }
+      ? {
+        client: options.client.duplicate({ enableOfflineQueue: false, maxRetriesPerRequest: 0 }),
+        password: undefined
+      }
       : yield* connect(options)
     const { client } = connection
     let lastError: string | undefined
@@ -98,12 +106,13 @@ export const make = (options: Options): Effect.Effect<SharedTokenStore.Store, Co
     client.on("error", onError)
     client.on("ready", onReady)
     yield* Effect.addFinalizer(() =>
-      options.client === undefined
-        ? close(client)
-        : Effect.sync(() => {
+      Effect.zipRight(
+        Effect.sync(() => {
           client.removeListener("error", onError)
           client.removeListener("ready", onReady)
-        })
+        }),
+        close(client)
+      )
     )
     yield* awaitConnection(client)
 
@@ -362,12 +371,28 @@ const connect = (options: Options): Effect.Effect<Connection, ConfigurationError
       )
     }
     const ca = options.caFile === undefined ? undefined : yield* trusted(options.caFile)
-    const password = url.password === "" ? undefined : decodeURIComponent(url.password)
+    const decoded = (part: string) => {
+      try {
+        return decodeURIComponent(part)
+      } catch {
+        return undefined
+      }
+    }
+    const password = url.password === "" ? undefined : decoded(url.password)
+    const username = url.username === "" ? undefined : decoded(url.username)
+    if ((url.password !== "" && password === undefined) || (url.username !== "" && username === undefined)) {
+      return yield* Effect.fail(
+        configurationError(
+          "shared_cache.url",
+          "the user or password of shared_cache.url is not valid percent-encoding: encode % as %25"
+        )
+      )
+    }
     const Redis = yield* loadIoredis
     const client = new Redis({
       host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
       port: url.port === "" ? 6379 : Number(url.port),
-      ...(url.username === "" ? {} : { username: decodeURIComponent(url.username) }),
+      ...(username === undefined ? {} : { username }),
       ...(password === undefined ? {} : { password }),
       db,
       ...(secure ? { tls: ca === undefined ? {} : { ca } } : {}),

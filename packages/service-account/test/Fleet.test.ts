@@ -11,19 +11,19 @@ import * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountC
 import * as SharedTokenStore from "@mcp-auth/service-account/SharedTokenStore"
 import * as TokenProvider from "@mcp-auth/service-account/TokenProvider"
 import { FakeHttpClient } from "@mcp-auth/testing"
-import { Effect, Fiber, Metric, Redacted, TestClock } from "effect"
+import { Duration, Effect, Fiber, Metric, Redacted, TestClock } from "effect"
 import * as Fleet from "../src/internal/fleet.js"
 
 const KEY = Buffer.alloc(32, 7).toString("base64")
 
-const config = (extra: Record<string, unknown> = {}) =>
+const config = (extra: Record<string, unknown> = {}, attempts = 1) =>
   ServiceAccountConfig.decodeSync({
     client_id: "fleet-client",
     client_secret: "fleet-secret",
     token_url: "https://idp.example.com/token",
     scopes: ["mcp:tools"],
     token_cache_buffer_seconds: 60,
-    retry: { max_attempts: 1 },
+    retry: { max_attempts: attempts },
     shared_cache: { wait_seconds: 2, lock_lease_seconds: 10, ...extra }
   })
 
@@ -31,7 +31,11 @@ const config = (extra: Record<string, unknown> = {}) =>
 const fleet = (
   n: number,
   handler: FakeHttpClient.Handler,
-  options: { readonly store?: SharedTokenStore.Store; readonly extra?: Record<string, unknown> } = {}
+  options: {
+    readonly store?: SharedTokenStore.Store
+    readonly extra?: Record<string, unknown>
+    readonly attempts?: number
+  } = {}
 ) =>
   Effect.gen(function*() {
     const fake = yield* FakeHttpClient.make(handler)
@@ -39,7 +43,7 @@ const fleet = (
     const providers: Array<TokenProvider.TokenProvider> = []
     for (let i = 0; i < n; i++) {
       providers.push(
-        yield* TokenProvider.make(config(options.extra), { name: `p${i}` }).pipe(
+        yield* TokenProvider.make(config(options.extra, options.attempts), { name: `p${i}` }).pipe(
           Effect.provide(fake.layer),
           Effect.provideService(SharedTokenStore.SharedTokenStore, store)
         )
@@ -103,21 +107,38 @@ describe("the fleet protocol", () => {
       expect(new Set(after.map(value))).toEqual(new Set(["tok-2"]))
     }))
 
-  it.scoped("a 429 Retry-After: 2 seen by one provider: nobody requests for 2 s", () =>
+  it.scoped("a 429 Retry-After: 2 seen by one provider: nobody requests for 2 s; then one request serves all", () =>
     Effect.gen(function*() {
       const { providers, requests } = yield* fleet(
         10,
-        (n) => Effect.succeed(n === 1 ? { status: 429, headers: { "retry-after": "2" } } : FakeHttpClient.token(n))
+        (n) => Effect.succeed(n === 1 ? { status: 429, headers: { "retry-after": "2" } } : FakeHttpClient.token(n)),
+        { attempts: 4 }
+      )
+      // the first provider's fetch gets the 429 and sleeps through it (its own retry); the block is stored at once
+      const first = yield* Effect.fork(providers[0]!.get)
+      yield* TestClock.adjust("10 millis")
+      const others = yield* Effect.forEach(providers.slice(1), (p) => Effect.fork(p.get))
+      yield* TestClock.adjust("1900 millis")
+      expect(yield* requests).toBe(1)
+      // the Retry-After is over: the first provider's retry gets a token, everyone else adopts it
+      yield* TestClock.adjust("2 seconds")
+      const tokens = yield* Effect.forEach([first, ...others], Fiber.join)
+      expect(new Set(tokens.map(value))).toEqual(new Set(["tok-2"]))
+      expect(yield* requests).toBe(2)
+    }))
+
+  it.scoped("a stored 429 longer than a caller may wait: the error, with the time left in it", () =>
+    Effect.gen(function*() {
+      const { providers, requests } = yield* fleet(
+        3,
+        () => Effect.succeed({ status: 429, headers: { "retry-after": "120" } }),
+        { attempts: 1 }
       )
       expect((yield* Effect.flip(providers[0]!.get))._tag).toBe("RateLimitedError")
-      for (const p of providers.slice(1)) {
-        expect((yield* Effect.flip(p.get))._tag).toBe("RateLimitedError")
-      }
+      yield* TestClock.adjust("20 seconds")
+      const error = yield* Effect.flip(providers[1]!.get)
+      expect(error._tag === "RateLimitedError" && Duration.toSeconds(error.retryAfter!)).toBe(100)
       expect(yield* requests).toBe(1)
-      yield* TestClock.adjust("2100 millis")
-      expect(value(yield* providers[5]!.get)).toBe("tok-2")
-      for (const p of providers) yield* p.get
-      expect(yield* requests).toBe(2)
     }))
 
   it.scoped("invalid credentials are a block for the fleet's first cool-down", () =>

@@ -26,7 +26,7 @@ import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
 import * as AccessToken from "../AccessToken.js"
 import * as Metrics from "../Metrics.js"
-import { TokenError } from "../ServiceAccountError.js"
+import { RateLimitedError, TokenError } from "../ServiceAccountError.js"
 import type * as SharedTokenStore from "../SharedTokenStore.js"
 import { StoreError } from "../SharedTokenStore.js"
 
@@ -48,8 +48,11 @@ export const versionOf = (token: AccessToken.AccessToken): string =>
 /** A 32-byte key given as base64 or hex; `undefined` when it is neither. @internal */
 export const parseKey = (text: string): Buffer | undefined => {
   const trimmed = text.trim()
-  const bytes = /^[0-9a-fA-F]{64}$/.test(trimmed) ? Buffer.from(trimmed, "hex") : Buffer.from(trimmed, "base64")
-  return bytes.length === 32 ? bytes : undefined
+  if (/^[0-9a-fA-F]{64}$/.test(trimmed)) return Buffer.from(trimmed, "hex")
+  // exactly 32 bytes of standard base64, which must encode back to the same text (Buffer.from skips what it cannot read)
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(trimmed)) return undefined
+  const bytes = Buffer.from(trimmed, "base64")
+  return bytes.length === 32 && bytes.toString("base64") === trimmed ? bytes : undefined
 }
 
 /**
@@ -104,7 +107,10 @@ export const makeCodec = (keys: ReadonlyArray<Buffer>): Codec => {
       if (v !== "v1" || secret === undefined || iv === undefined || sealed === undefined) return undefined
       try {
         const bytes = Buffer.from(sealed, "base64url")
-        const decipher = Crypto.createDecipheriv("aes-256-gcm", secret, Buffer.from(iv, "base64url"))
+        if (bytes.length <= 16) return undefined
+        const decipher = Crypto.createDecipheriv("aes-256-gcm", secret, Buffer.from(iv, "base64url"), {
+          authTagLength: 16
+        })
           .setAAD(Buffer.from(key))
         decipher.setAuthTag(bytes.subarray(bytes.length - 16))
         return parse(
@@ -145,7 +151,11 @@ export const keyOf = (prefix: string, parts: {
 /** @internal */
 export interface Options {
   readonly store: SharedTokenStore.Store
-  readonly key: string
+  /**
+   * The credential's key (see {@link keyOf}), from the configuration the token is requested with: with discovery,
+   * the token endpoint, resource and scopes it found.
+   */
+  readonly keyOf: Effect.Effect<string, TokenError>
   readonly codec: Codec
   readonly owner: string
   readonly leaseMillis: number
@@ -153,11 +163,14 @@ export interface Options {
   readonly timeoutMillis: number
   /** How long before its expiry a token is refreshed (the provider's lead): a stored token closer than that is due. */
   readonly leadMillis: (token: AccessToken.AccessToken) => number
-  /** How long an invalid-credential failure blocks the fleet (the provider's first cool-down); 0 for none. */
-  readonly cooldownMillis: number
+  /** How long an invalid-credential failure blocks the fleet: the cool-down the provider would apply now; 0: none. */
+  readonly cooldownMillis: Effect.Effect<number>
   /** Metric labels of the provider. */
   readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
 }
+
+/** The longest block honoured or written: a store writer cannot stop the fleet for longer. */
+const MAX_BLOCK_MILLIS = 3_600_000
 
 const encodeError = Schema.encodeSync(Schema.parseJson(TokenError))
 const decodeError = Schema.decodeUnknownEither(Schema.parseJson(TokenError))
@@ -167,8 +180,12 @@ export interface Fleet {
   /** A fetch through the fleet: `local` is the provider's own (retried) token request; `current` its token. */
   readonly fetch: <R>(
     local: Effect.Effect<AccessToken.AccessToken, TokenError, R>,
-    current: AccessToken.AccessToken | undefined
+    current: AccessToken.AccessToken | undefined,
+    /** When the fetch must be over (epoch ms): a stored 429 ending before it is waited out. */
+    deadline: number
   ) => Effect.Effect<{ readonly token: AccessToken.AccessToken; readonly source: Source }, TokenError, R>
+  /** One token request failed (before any retry): a 429 is shared at once, so the fleet waits it out too. */
+  readonly attemptFailed: (error: TokenError) => Effect.Effect<void>
   /** A token a server rejected: deleted from the store if it is still the stored one. */
   readonly rejected: (token: AccessToken.AccessToken) => Effect.Effect<void>
   /** When the store last failed (epoch milliseconds), for `state`; `undefined` after a success since. */
@@ -177,7 +194,9 @@ export interface Fleet {
 
 /** @internal */
 export const make = (options: Options): Fleet => {
-  const { codec, key, owner, store } = options
+  const { codec, owner, store } = options
+  /** The key of the current fetch (and, after it, of the token it gave). */
+  let key = ""
   let failingSince: number | undefined
   const count = (outcome: string) =>
     Metrics.sharedCache.unsafeUpdate(1, [...options.labels, MetricLabel.make("outcome", outcome)])
@@ -234,10 +253,16 @@ export const make = (options: Options): Fleet => {
     return token.expiresAt - margin > now ? token : undefined
   }
 
-  const blocked = (snapshot: SharedTokenStore.Snapshot | undefined): TokenError | undefined => {
+  /** The stored failure every process waits out, with the time left in it; `undefined` when none (or unreadable). */
+  const blocked = (
+    snapshot: SharedTokenStore.Snapshot | undefined,
+    now: number
+  ): { readonly error: TokenError; readonly left: number } | undefined => {
     if (snapshot?.block === undefined) return undefined
     const decoded = decodeError(snapshot.block.data)
-    return Either.isRight(decoded) ? decoded.right : undefined
+    // never longer than an hour, whatever a writer of the store asked for
+    const left = Math.min(Math.max(0, snapshot.block.until - now), MAX_BLOCK_MILLIS)
+    return Either.isRight(decoded) && left > 0 ? { error: decoded.right, left } : undefined
   }
 
   const publish = (token: AccessToken.AccessToken, lockedBy: string | undefined) =>
@@ -250,17 +275,27 @@ export const make = (options: Options): Fleet => {
       )
     )
 
-  /** Makes every process wait out a 429 or an invalid-credential failure. */
-  const blockFor = (error: TokenError) => {
-    const ttl = error._tag === "RateLimitedError"
-      ? error.retryAfter === undefined ? 0 : Duration.toMillis(error.retryAfter)
-      : error._tag === "InvalidCredentialsError"
-      ? options.cooldownMillis
-      : 0
-    return ttl > 0 ? Effect.asVoid(guarded("block", store.block(key, encodeError(error), ttl))) : Effect.void
-  }
+  /**
+   * A failure every process should wait out, stored as a block: a 429's `Retry-After` (written as soon as any attempt
+   * gets it, before the holder's own retry sleeps through it), invalid credentials (for the cool-down the provider
+   * would apply now, doubling as they repeat).
+   */
+  const blockFor = (error: TokenError) =>
+    Effect.flatMap(options.cooldownMillis, (cooldown) => {
+      const ttl = error._tag === "RateLimitedError"
+        ? error.retryAfter === undefined ? 0 : Duration.toMillis(error.retryAfter)
+        : error._tag === "InvalidCredentialsError"
+        ? cooldown
+        : 0
+      return ttl > 0
+        ? Effect.asVoid(guarded("block", store.block(key, encodeError(error), Math.min(ttl, MAX_BLOCK_MILLIS))))
+        : Effect.void
+    })
 
-  /** The local request, its token published (or its failure stored as a block). */
+  /**
+   * The local request, its token published (or its failure stored as a block); the lock released however it ends
+   * (publish and unlock act only while `lockedBy` holds it, so calling them without the lock is harmless).
+   */
   const requestAndPublish = <R>(
     local: Effect.Effect<AccessToken.AccessToken, TokenError, R>,
     lockedBy: string | undefined
@@ -269,65 +304,84 @@ export const make = (options: Options): Fleet => {
       Effect.tapBoth({
         onFailure: (error) =>
           Effect.zipRight(
-            blockFor(error),
+            error._tag === "RateLimitedError" ? Effect.void : blockFor(error),
             lockedBy === undefined ? Effect.void : Effect.asVoid(guarded("unlock", store.unlock(key, lockedBy)))
           ),
         onSuccess: (token) => Effect.asVoid(publish(token, lockedBy))
       }),
+      Effect.onInterrupt(() =>
+        lockedBy === undefined ? Effect.void : Effect.asVoid(guarded("unlock", store.unlock(key, lockedBy)))
+      ),
       Effect.map((token) => ({ token, source: "endpoint" as const }))
     )
 
   const fetch = <R>(
     local: Effect.Effect<AccessToken.AccessToken, TokenError, R>,
-    current: AccessToken.AccessToken | undefined
+    current: AccessToken.AccessToken | undefined,
+    deadline: number
   ): Effect.Effect<{ readonly token: AccessToken.AccessToken; readonly source: Source }, TokenError, R> =>
     Effect.gen(function*() {
+      key = yield* options.keyOf
       const adopt = (token: AccessToken.AccessToken) => {
         count("adopted")
         return Effect.succeed({ token, source: "fleet" as const })
       }
-      const snapshot = yield* guarded("read", store.read(key))
-      if (snapshot === undefined) return yield* Effect.map(local, (token) => ({ token, source: "endpoint" as const }))
-      const block = blocked(snapshot)
-      if (block !== undefined) {
-        count("blocked")
-        return yield* Effect.fail(block)
-      }
-      const found = usable(snapshot, current, yield* Clock.currentTimeMillis)
-      if (found !== undefined) return yield* adopt(found)
-      const locked = yield* guarded("lock", store.tryLock(key, owner, options.leaseMillis))
-      if (locked === undefined) return yield* Effect.map(local, (token) => ({ token, source: "endpoint" as const }))
-      if (locked) {
-        // the lock holder: another process may have published between the read and the lock
-        const again = usable(yield* guarded("read", store.read(key)), current, yield* Clock.currentTimeMillis)
-        if (again !== undefined) {
-          yield* guarded("unlock", store.unlock(key, owner))
-          return yield* adopt(again)
+      const waitUntil = (yield* Clock.currentTimeMillis) + options.waitMillis
+      for (;;) {
+        const snapshot = yield* guarded("read", store.read(key))
+        // the store is unavailable: this process fetches alone (and shares if a later operation works)
+        if (snapshot === undefined) return yield* requestAndPublish(local, owner)
+        const now = yield* Clock.currentTimeMillis
+        const found = usable(snapshot, current, now)
+        if (found !== undefined) return yield* adopt(found)
+        const block = blocked(snapshot, now)
+        if (block !== undefined) {
+          count("blocked")
+          // a 429 that ends within this fetch's time: waited out here, as the provider would have; else its error,
+          // with the time left in it
+          if (block.error._tag === "RateLimitedError" && now + block.left <= deadline) {
+            yield* Effect.sleep(Duration.millis(block.left))
+            continue
+          }
+          return yield* Effect.fail(
+            block.error._tag === "RateLimitedError"
+              ? new RateLimitedError({ ...block.error, retryAfter: Duration.millis(block.left) })
+              : block.error
+          )
         }
-        count("fetched")
-        return yield* requestAndPublish(local, owner)
+        const locked = yield* guarded("lock", store.tryLock(key, owner, options.leaseMillis))
+        // unknown (a slow reply may still have taken it): fetch, and publish and unlock if it was taken
+        if (locked === undefined) return yield* requestAndPublish(local, owner)
+        if (locked) {
+          // the lock holder: another process may have published between the read and the lock
+          const again = usable(yield* guarded("read", store.read(key)), current, yield* Clock.currentTimeMillis)
+          if (again !== undefined) {
+            yield* guarded("unlock", store.unlock(key, owner))
+            return yield* adopt(again)
+          }
+          count("fetched")
+          return yield* requestAndPublish(local, owner)
+        }
+        // another process is refreshing: a stored token that is due but still valid is served meanwhile (this
+        // process's own refresh, in the background, then waits for the new one)
+        const due = usable(snapshot, current, now, false)
+        if (due !== undefined) return yield* adopt(due)
+        // nothing to serve: wait for the publish (or the lock to go), then look again and try the lock again;
+        // once the wait is over, request alone (at worst one extra request, never a caller stuck)
+        const left = waitUntil - now
+        if (left <= 0) {
+          count("fetched_after_wait")
+          return yield* requestAndPublish(local, undefined)
+        }
+        yield* guarded("wait", store.awaitPublish(key, left), left)
       }
-      // another process is refreshing: a stored token that is due but still valid is served meanwhile (this process's
-      // own refresh, in the background, then waits for the new one)
-      const due = usable(snapshot, current, yield* Clock.currentTimeMillis, false)
-      if (due !== undefined) return yield* adopt(due)
-      // nothing to serve: wait for the publish, bounded, then read again
-      yield* guarded("wait", store.awaitPublish(key, options.waitMillis), options.waitMillis)
-      const after = yield* guarded("read", store.read(key))
-      const published = usable(after, current, yield* Clock.currentTimeMillis)
-      if (published !== undefined) return yield* adopt(published)
-      const failure = blocked(after)
-      if (failure !== undefined) {
-        count("blocked")
-        return yield* Effect.fail(failure)
-      }
-      count("fetched_after_wait")
-      return yield* requestAndPublish(local, undefined)
     })
 
   return {
     fetch,
-    rejected: (token) => Effect.asVoid(guarded("delete", store.deleteIf(key, versionOf(token)))),
+    attemptFailed: (error) => error._tag === "RateLimitedError" && key !== "" ? blockFor(error) : Effect.void,
+    rejected: (token) =>
+      key === "" ? Effect.void : Effect.asVoid(guarded("delete", store.deleteIf(key, versionOf(token)))),
     failingSince: () => failingSince
   }
 }

@@ -338,9 +338,13 @@ class Provider implements TokenProvider.TokenProvider {
         // the single flight's Cache runs lookups in the context it was made in (none): the provider's goes back in here
         Effect.provide(this.context),
         Effect.tapError((error) =>
-          Effect.sync(() => {
-            attempts.last = error
-          })
+          Effect.zipRight(
+            Effect.sync(() => {
+              attempts.last = error
+            }),
+            // a 429 is shared at once: the fleet waits it out while this fetch's retry sleeps through it
+            this.fleet === undefined ? Effect.void : this.fleet.attemptFailed(error)
+          )
         ),
         Effect.onExit((exit) =>
           Effect.sync(() =>
@@ -395,10 +399,12 @@ class Provider implements TokenProvider.TokenProvider {
         )
       )
       const exit = yield* Effect.exit(
-        self.fleet === undefined ? local : Effect.map(self.fleet.fetch(local, self.latest), ({ source, token }) => {
-          self.source = source
-          return token
-        })
+        self.fleet === undefined ?
+          local :
+          Effect.map(self.fleet.fetch(local, self.latest, deadline), ({ source, token }) => {
+            self.source = source
+            return token
+          })
       )
       Metrics.fetchSeconds.unsafeUpdate((clock.unsafeCurrentTimeMillis() - started) / 1000, self.endpointLabels)
       const u = yield* Random.next
@@ -516,16 +522,24 @@ export const make = (
     const scope = yield* Effect.scope
     const resolver = yield* Discovery.resolver(config, options?.mcpUrl)
     const store = yield* Effect.serviceOption(SharedTokenStore.SharedTokenStore)
+    const name = options?.name ?? config.clientId
+    if (Option.isNone(store) && config.sharedCache !== undefined) {
+      yield* Effect.logWarning(
+        "shared_cache is configured but no SharedTokenStore was provided: this provider does not share its tokens " +
+          "(provide SharedTokenStoreRedis.layerFromConfig(config))"
+      ).pipe(Effect.annotateLogs({ provider: name }))
+    }
+    const ref = yield* Ref.make(Lifecycle.initial)
     const provider = new Provider(
-      options?.name ?? config.clientId,
+      name,
       config,
       yield* Effect.context<HttpClient.HttpClient>(),
       scope,
       yield* Effect.clock,
-      yield* Ref.make(Lifecycle.initial),
+      ref,
       options?.loadFunction,
       resolver,
-      Option.isSome(store) ? fleetOf(config, store.value, options?.name ?? config.clientId) : undefined
+      Option.isSome(store) ? fleetOf(config, store.value, name, resolver, Ref.get(ref)) : undefined
     )
     // not Effect.addFinalizer, which keeps a copy of this fiber's FiberRefs per provider
     yield* Scope.addFinalizerExit(scope, () => provider.close())
@@ -544,18 +558,34 @@ export const flushMirror = (provider: TokenProvider.TokenProvider, target: Token
 }
 
 /** The fleet protocol over `store`, with the configuration's `shared_cache` settings (or their defaults). */
-const fleetOf = (config: ServiceAccountConfig, store: SharedTokenStore.Store, name: string): Fleet.Fleet => {
+const fleetOf = (
+  config: ServiceAccountConfig,
+  store: SharedTokenStore.Store,
+  name: string,
+  resolver: Discovery.Resolver,
+  state: Effect.Effect<Lifecycle.State>
+): Fleet.Fleet => {
   const shared = config.sharedCache ?? ServiceAccountConfigModule.sharedCacheDefaults
   const buffer = config.tokenCacheBufferSeconds * 1000
+  const keys = new WeakMap<Resolved, string>()
+  const cooldown = config.failureCooldown
   return Fleet.make({
     store,
-    key: Fleet.keyOf(shared.keyPrefix, {
-      endpoint: endpointOf(config),
-      clientId: config.clientId,
-      authMethod: config.authMethod,
-      scopes: config.scopes,
-      resource: config.resource,
-      audience: config.audience
+    // from what the token is requested with: the discovered endpoint, resource and scopes included
+    keyOf: Effect.map(resolver.resolve, (resolved) => {
+      let key = keys.get(resolved)
+      if (key === undefined) {
+        key = Fleet.keyOf(shared.keyPrefix, {
+          endpoint: resolved.tokenUrl.href,
+          clientId: resolved.clientId,
+          authMethod: resolved.authMethod,
+          scopes: resolved.scopes,
+          resource: resolved.resource,
+          audience: resolved.audience
+        })
+        keys.set(resolved, key)
+      }
+      return key
     }),
     // decoding checked every key: the first encrypts, all decrypt
     codec: Fleet.makeCodec(
@@ -564,11 +594,17 @@ const fleetOf = (config: ServiceAccountConfig, store: SharedTokenStore.Store, na
       )
     ),
     owner: Crypto.randomUUID(),
-    leaseMillis: shared.lockLeaseSeconds * 1000,
+    // never shorter than one fetch may take (its retries included): a second holder would fetch alongside
+    leaseMillis: Math.max(shared.lockLeaseSeconds, config.retry.maxElapsedSeconds + config.timeoutSeconds) * 1000,
     waitMillis: shared.waitSeconds * 1000,
     timeoutMillis: shared.timeoutMs,
     leadMillis: (token) => Math.min(buffer, Math.max(0, token.expiresAt - token.issuedAt) / 2),
-    cooldownMillis: config.failureCooldown.initialSeconds * 1000,
+    // the cool-down this provider would start now: it doubles while the failure repeats (every process counts the
+    // fleet's blocks as failures too)
+    cooldownMillis: Effect.map(
+      state,
+      (s) => Math.min(cooldown.initialSeconds * 1000 * 2 ** s.strikes, cooldown.maxSeconds * 1000)
+    ),
     labels: [MetricLabel.make("provider", name)]
   })
 }
