@@ -3,7 +3,7 @@
  * `results/latest.json` and renders `BENCHMARKS.md` from it.
  *
  * `BENCH_ONLY=t1t4,t2` (or the ids as arguments: `pnpm bench cli`) runs a subset (ids: cli t1t4 t3t9 t6 t7t11 t2 memory
- * many e1 e2) and writes its JSON to the system temp directory instead, leaving the committed files alone; with
+ * many e1 e2 fleet) and writes its JSON to the system temp directory instead, leaving the committed files alone; with
  * `BENCH_MERGE=1` its scenarios replace theirs in `results/latest.json` and `BENCHMARKS.md` is rendered again.
  */
 import * as TestPki from "@mcp-auth/testing/TestPki"
@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url"
 import { prepareRunner } from "./children.js"
 import { cliStartup } from "./cliStartup.js"
 import { type BenchEnv, startSdkHerd, t1t4, t2, t3t9, t6, t7t11 } from "./plans.js"
+import { fleet } from "./plansFleet.js"
 import { many } from "./plansMany.js"
 import { e1, e2, memory } from "./plansMcp.js"
 import { render, renderFile } from "./report.js"
@@ -94,10 +95,11 @@ const runAll = async (
   await step("many", () => many())
   await step("e1", () => e1())
   await step("e2", () => e2())
+  await step("fleet", () => fleet())
   return results
 }
 
-const order = ["T1", "T2", "T3", "T4", "T6", "T7", "T9", "T11", "E1", "E2", "Memory", "Many", "CLI"]
+const order = ["T1", "T2", "T3", "T4", "T6", "T7", "T9", "T11", "E1", "E2", "Memory", "Many", "Fleet", "CLI"]
 
 /** Writes `BENCHMARKS.md`, keeping the soak block `pnpm soak` added to it. */
 const writeMarkdown = (results: Results) => {

@@ -32,6 +32,7 @@ import * as TrustedFetch from "@mcp-auth/client/TrustedFetch"
 import * as AuthHeaders from "@mcp-auth/service-account/AuthHeaders"
 import * as ClientAuthentication from "@mcp-auth/service-account/ClientAuthentication"
 import * as Scrub from "@mcp-auth/service-account/Scrub"
+import type * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import {
   ConfigIssue,
   ConfigurationError,
@@ -39,7 +40,6 @@ import {
   type TokenError
 } from "@mcp-auth/service-account/ServiceAccountError"
 import * as ServiceToken from "@mcp-auth/service-account/ServiceToken"
-import type * as ServiceAccountConfig from "@mcp-auth/service-account/ServiceAccountConfig"
 import type * as SharedTokenStore from "@mcp-auth/service-account/SharedTokenStore"
 import * as SharedTokenStoreRedis from "@mcp-auth/service-account/SharedTokenStoreRedis"
 import * as TokenHttpClient from "@mcp-auth/service-account/TokenHttpClient"

@@ -21,6 +21,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as MetricLabel from "effect/MetricLabel"
+import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
@@ -326,7 +327,8 @@ export const make = (options: Options): Fleet => {
         count("adopted")
         return Effect.succeed({ token, source: "fleet" as const })
       }
-      const waitUntil = (yield* Clock.currentTimeMillis) + options.waitMillis
+      /** Until when this process waits for another's token: set when it first has to wait (a block is not counted). */
+      let waitUntil: number | undefined
       for (;;) {
         const snapshot = yield* guarded("read", store.read(key))
         // the store is unavailable: this process fetches alone (and shares if a later operation works)
@@ -368,6 +370,14 @@ export const make = (options: Options): Fleet => {
         if (due !== undefined) return yield* adopt(due)
         // nothing to serve: wait for the publish (or the lock to go), then look again and try the lock again;
         // once the wait is over, request alone (at worst one extra request, never a caller stuck)
+        // each process's bound jittered (80–100 %): after a crashed holder, the first to give up publishes for the
+        // rest; and never past the point where this process's own token stops being usable (its callers would block)
+        waitUntil ??= Math.min(
+          now + options.waitMillis * (0.8 + 0.2 * (yield* Random.next)),
+          current === undefined
+            ? Infinity
+            : current.expiresAt - Math.min(1000, Math.max(0, current.expiresAt - current.issuedAt) / 4)
+        )
         const left = waitUntil - now
         if (left <= 0) {
           count("fetched_after_wait")
