@@ -281,7 +281,7 @@ describe("mcp-auth CLI (built binary)", () => {
       )
       const first = await cli(["token", "-c", file, "--ca-file", caFile])
       expect(first.code, first.stderr).toBe(0)
-      expect(first.stdout).toContain("source:       token endpoint (published to shared_cache)")
+      expect(first.stdout).toContain("source:       token endpoint (requested by this process; shared_cache on)")
       const second = await cli(["token", "-c", file, "--ca-file", caFile, "--json"])
       expect(second.code, second.stderr).toBe(0)
       expect(JSON.parse(second.stdout)).toMatchObject({ source: "fleet cache (shared_cache)" })

@@ -152,6 +152,31 @@ describe("the fleet protocol", () => {
       expect(yield* requests).toBe(1)
     }))
 
+  it.scoped("with an encryption key, blocks are sealed too: one planted in clear is ignored", () =>
+    Effect.gen(function*() {
+      const invalid = () => Effect.succeed({ status: 401, body: { error: "invalid_client" } })
+      // without a key: the block is the error as JSON, honoured by the fleet
+      const clear = yield* fleet(3, invalid)
+      for (const p of clear.providers) expect((yield* Effect.flip(p.get))._tag).toBe("InvalidCredentialsError")
+      expect(yield* clear.requests).toBe(1)
+      const planted = (yield* clear.store.read(credentialKey)).block!
+      expect(planted.data).toMatch(/^\{.*InvalidCredentialsError/)
+      // with a key: the fleet's own block is sealed (and honoured); a clear one written by someone without the key is not
+      const sealed = yield* fleet(3, invalid, { extra: { encryption_key: KEY } })
+      for (const p of sealed.providers) expect((yield* Effect.flip(p.get))._tag).toBe("InvalidCredentialsError")
+      expect(yield* sealed.requests).toBe(1)
+      expect((yield* sealed.store.read(credentialKey)).block!.data).toMatch(/^v1\.[0-9a-f]{8}\./)
+      const store = yield* SharedTokenStore.makeMemory
+      yield* store.block(credentialKey, planted.data, 60_000)
+      const target = yield* fleet(2, (n) => Effect.succeed(FakeHttpClient.token(n)), {
+        store,
+        extra: { encryption_key: KEY }
+      })
+      const tokens = yield* Effect.forEach(target.providers, (p) => p.get)
+      expect(tokens.map(value)).toEqual(["tok-1", "tok-1"])
+      expect(yield* target.requests).toBe(1)
+    }))
+
   it.scoped("a lock holder that never publishes: the others wait (at most wait_seconds), then request", () =>
     Effect.gen(function*() {
       const store = yield* SharedTokenStore.makeMemory

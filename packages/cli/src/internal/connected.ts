@@ -116,7 +116,7 @@ export const token = (options: {
       ? "fleet cache (shared_cache)"
       : shared.unavailableSince !== undefined
       ? "token endpoint (shared_cache unavailable: fail open)"
-      : "token endpoint (published to shared_cache)"
+      : "token endpoint (requested by this process; shared_cache on)"
     const scopes = Secrets.line(accessToken.scopes.join(" "), 1_000)
     if (json) {
       const seconds = Math.round((accessToken.expiresAt - now) / 1000)

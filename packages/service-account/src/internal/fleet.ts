@@ -38,6 +38,9 @@ export type Source = "fleet" | "endpoint"
 export interface Codec {
   readonly encode: (key: string, token: AccessToken.AccessToken) => string
   readonly decode: (key: string, data: string) => AccessToken.AccessToken | undefined
+  /** Any other value stored under `key` (a block): sealed like a token when a key is set, else as it is. */
+  readonly seal: (key: string, text: string) => string
+  readonly open: (key: string, data: string) => string | undefined
 }
 
 const sha256 = (data: string | Buffer) => Crypto.createHash("sha256").update(data).digest()
@@ -59,7 +62,9 @@ export const parseKey = (text: string): Buffer | undefined => {
 /**
  * JSON (`{ t, s, i, e, r }`), or with `keys` (the first encrypts, all decrypt): `v1.<kid>.<iv>.<sealed>` with
  * AES-256-GCM, the Redis key as additional data (a value moved to another key does not decrypt) and `kid` the first
- * 8 hex digits of the key's SHA-256. A value that does not decode is `undefined`: treated as absent.
+ * 8 hex digits of the key's SHA-256. A value that does not decode is `undefined`: treated as absent. With keys, a
+ * value written without one (a token, a block) is ignored, so a writer of the store who lacks the key can neither
+ * plant a token nor stop the fleet with a block.
  *
  * @internal
  */
@@ -93,34 +98,39 @@ export const makeCodec = (keys: ReadonlyArray<Buffer>): Codec => {
     }
   }
   const current = keys[0]
-  return {
-    encode: (key, token) => {
-      if (current === undefined) return plain(token)
-      const iv = Crypto.randomBytes(12)
-      const cipher = Crypto.createCipheriv("aes-256-gcm", current, iv).setAAD(Buffer.from(key))
-      const sealed = Buffer.concat([cipher.update(plain(token), "utf8"), cipher.final(), cipher.getAuthTag()])
-      return `v1.${kid(current)}.${iv.toString("base64url")}.${sealed.toString("base64url")}`
-    },
-    decode: (key, data) => {
-      if (current === undefined) return data.startsWith("{") ? parse(data) : undefined
-      const [v, id, iv, sealed] = data.split(".")
-      const secret = id === undefined ? undefined : byKid.get(id)
-      if (v !== "v1" || secret === undefined || iv === undefined || sealed === undefined) return undefined
-      try {
-        const bytes = Buffer.from(sealed, "base64url")
-        if (bytes.length <= 16) return undefined
-        const decipher = Crypto.createDecipheriv("aes-256-gcm", secret, Buffer.from(iv, "base64url"), {
-          authTagLength: 16
-        })
-          .setAAD(Buffer.from(key))
-        decipher.setAuthTag(bytes.subarray(bytes.length - 16))
-        return parse(
-          Buffer.concat([decipher.update(bytes.subarray(0, bytes.length - 16)), decipher.final()]).toString()
-        )
-      } catch {
-        return undefined
-      }
+  const seal = (key: string, text: string) => {
+    if (current === undefined) return text
+    const iv = Crypto.randomBytes(12)
+    const cipher = Crypto.createCipheriv("aes-256-gcm", current, iv).setAAD(Buffer.from(key))
+    const sealed = Buffer.concat([cipher.update(text, "utf8"), cipher.final(), cipher.getAuthTag()])
+    return `v1.${kid(current)}.${iv.toString("base64url")}.${sealed.toString("base64url")}`
+  }
+  const open = (key: string, data: string): string | undefined => {
+    if (current === undefined) return data.startsWith("{") ? data : undefined
+    const [v, id, iv, sealed] = data.split(".")
+    const secret = id === undefined ? undefined : byKid.get(id)
+    if (v !== "v1" || secret === undefined || iv === undefined || sealed === undefined) return undefined
+    try {
+      const bytes = Buffer.from(sealed, "base64url")
+      if (bytes.length <= 16) return undefined
+      const decipher = Crypto.createDecipheriv("aes-256-gcm", secret, Buffer.from(iv, "base64url"), {
+        authTagLength: 16
+      })
+        .setAAD(Buffer.from(key))
+      decipher.setAuthTag(bytes.subarray(bytes.length - 16))
+      return Buffer.concat([decipher.update(bytes.subarray(0, bytes.length - 16)), decipher.final()]).toString()
+    } catch {
+      return undefined
     }
+  }
+  return {
+    encode: (key, token) => seal(key, plain(token)),
+    decode: (key, data) => {
+      const text = open(key, data)
+      return text === undefined ? undefined : parse(text)
+    },
+    seal,
+    open
   }
 }
 
@@ -174,6 +184,8 @@ export interface Options {
 const MAX_BLOCK_MILLIS = 3_600_000
 
 const encodeError = Schema.encodeSync(Schema.parseJson(TokenError))
+/** The additional data a block is sealed with: not the token's, so neither value decrypts as the other. */
+const blockKey = (key: string) => `${key}:block`
 const decodeError = Schema.decodeUnknownEither(Schema.parseJson(TokenError))
 
 /** @internal */
@@ -260,7 +272,7 @@ export const make = (options: Options): Fleet => {
     now: number
   ): { readonly error: TokenError; readonly left: number } | undefined => {
     if (snapshot?.block === undefined) return undefined
-    const decoded = decodeError(snapshot.block.data)
+    const decoded = decodeError(codec.open(blockKey(key), snapshot.block.data))
     // never longer than an hour, whatever a writer of the store asked for
     const left = Math.min(Math.max(0, snapshot.block.until - now), MAX_BLOCK_MILLIS)
     return Either.isRight(decoded) && left > 0 ? { error: decoded.right, left } : undefined
@@ -289,7 +301,10 @@ export const make = (options: Options): Fleet => {
         ? cooldown
         : 0
       return ttl > 0
-        ? Effect.asVoid(guarded("block", store.block(key, encodeError(error), Math.min(ttl, MAX_BLOCK_MILLIS))))
+        ? Effect.asVoid(guarded(
+          "block",
+          store.block(key, codec.seal(blockKey(key), encodeError(error)), Math.min(ttl, MAX_BLOCK_MILLIS))
+        ))
         : Effect.void
     })
 
