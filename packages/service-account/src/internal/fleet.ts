@@ -387,14 +387,16 @@ export const make = (options: Options): Fleet => {
         // once the wait is over, request alone (at worst one extra request, never a caller stuck)
         // each process's bound jittered (80–100 %): after a crashed holder, the first to give up publishes for the
         // rest; and never past the point where this process's own token stops being usable (its callers would block)
-        waitUntil ??= Math.min(
+        // whole milliseconds: a clock in nanoseconds (TestClock) read back a fraction short of a fractional bound
+        // would leave a wait of less than a nanosecond, over and over
+        waitUntil ??= Math.floor(Math.min(
           now + options.waitMillis * (0.8 + 0.2 * (yield* Random.next)),
           current === undefined
             ? Infinity
             : current.expiresAt - Math.min(1000, Math.max(0, current.expiresAt - current.issuedAt) / 4)
-        )
+        ))
         const left = waitUntil - now
-        if (left <= 0) {
+        if (left < 1) {
           count("fetched_after_wait")
           return yield* requestAndPublish(local, undefined)
         }
