@@ -9,6 +9,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Row, ScenarioResult } from "./results.js"
+import { median } from "./stats.js"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
 const cliDir = path.join(root, "packages/cli")
@@ -65,12 +66,6 @@ const runOnce = (command: Command, withTime: boolean, scratch: string): Sample =
   }
   const peakMiB = withTime ? Number(fs.readFileSync(rssFile, "utf8").trim().split("\n").pop()) / 1024 : undefined
   return { wallMs, peakMiB }
-}
-
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
 const round1 = (n: number) => Math.round(n * 10) / 10

@@ -12,6 +12,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricState from "effect/MetricState"
 import { type CallTally, type Command, type Reply, type Request, WORKER_HEADER } from "./fleetProtocol.js"
+import { median } from "./stats.js"
 
 const workerId = process.env.FLEET_WORKER_ID ?? "?"
 
@@ -109,11 +110,6 @@ const sharedCacheCounters = (): Record<string, number> =>
     }
     return out
   }))
-
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
-}
 
 const run = async (command: Command): Promise<unknown> => {
   switch (command.op) {

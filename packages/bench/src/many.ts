@@ -25,6 +25,7 @@ import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import { CLIENT_SECRET, MANY_WARM_UP, SCOPE } from "./protocol.js"
 import type { ChildContext } from "./scenarios.js"
+import { median } from "./stats.js"
 
 /** What one child reports. Bytes and µs. */
 export interface ManyResult {
@@ -84,12 +85,6 @@ const configOf = (tokenUrl: string, i: number) => ({
   scopes: [SCOPE],
   allow_insecure_http: true
 })
-
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
 
 /** Runs `f` over `[from, to)` in chunks of at most `width` concurrent calls. */
 const chunked = async (from: number, to: number, width: number, f: (i: number) => Promise<unknown>) => {

@@ -14,6 +14,7 @@ import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js"
 import { oursConfig } from "./peers/oursConfig.js"
 import { CLIENT_ID, CLIENT_SECRET, type Endpoint, SCOPE } from "./protocol.js"
 import type { ChildContext } from "./scenarios.js"
+import { median } from "./stats.js"
 
 const endpoint = (context: ChildContext, name: string): Endpoint => {
   const found = context.job.endpoints[name]
@@ -59,12 +60,6 @@ const load = async (client: Client, durationMs: number, concurrency: number): Pr
   }))
   const seconds = (performance.now() - start) / 1000
   return { ok, failed, seconds, callsPerSecond: ok / seconds, errors }
-}
-
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
 export const runMcp = async (context: ChildContext): Promise<unknown> => {

@@ -9,6 +9,7 @@ import type { BurstResult, SteadyResult, WaveResult } from "./peers/Peer.js"
 import { isOurs, type Job, type PeerId, peerIds, peerLabels } from "./protocol.js"
 import type { Cell, Column, Row, ScenarioResult, Verdict } from "./results.js"
 import { between, type EndpointOptions, type RunEndpoint, startEndpoint, timesBetween } from "./servers.js"
+import { median } from "./stats.js"
 
 export interface BenchEnv {
   readonly pki: TestPki.TestPki
@@ -335,12 +336,6 @@ interface T2Sample {
   readonly floorUs: number
   readonly tokenOnly?: number
   readonly syncUs?: number
-}
-
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
 export const round = (value: number, digits: number): number => {

@@ -23,6 +23,7 @@ import { type CallTally, type Command, type Metrics, type Reply, WORKER_HEADER }
 import { round } from "./plans.js"
 import { CLIENT_SECRET, SCOPE, TOKEN_LATENCY_MS } from "./protocol.js"
 import type { Cell, Row, ScenarioResult } from "./results.js"
+import { max, sum } from "./stats.js"
 
 /** Processes started for the whole scenario. */
 const POOL = 50
@@ -187,9 +188,6 @@ const startApi = async (issued: Map<string, Issued>, revoked: Set<string>) => {
 // -----------------------------------------------------------------------------
 // figures
 // -----------------------------------------------------------------------------
-
-const sum = (values: ReadonlyArray<number>): number => values.reduce((a, b) => a + b, 0)
-const max = (values: ReadonlyArray<number>): number => values.reduce((a, b) => Math.max(a, b), 0)
 
 const combine = (tallies: ReadonlyArray<CallTally>): CallTally => ({
   ok: sum(tallies.map((t) => t.ok)),

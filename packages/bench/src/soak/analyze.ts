@@ -1,6 +1,7 @@
 /**
  * The soak's figures and bars from the raw measurements (pure functions, no I/O).
  */
+import { median } from "../stats.js"
 import type { Settings, TokenRequest } from "./protocol.js"
 
 export interface Sample {
@@ -54,13 +55,6 @@ export interface Bar {
   readonly measured: string
   readonly bar: string
   readonly met: boolean
-}
-
-const median = (values: ReadonlyArray<number>): number => {
-  if (values.length === 0) return Number.NaN
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
 const slope = (points: ReadonlyArray<readonly [number, number]>): number => {
