@@ -385,10 +385,10 @@ export const make = (options: Options): Fleet => {
         if (due !== undefined) return yield* adopt(due)
         // nothing to serve: wait for the publish (or the lock to go), then look again and try the lock again;
         // once the wait is over, request alone (at worst one extra request, never a caller stuck)
-        // each process's bound jittered (80–100 %): after a crashed holder, the first to give up publishes for the
-        // rest; and never past the point where this process's own token stops being usable (its callers would block)
-        // whole milliseconds: a clock in nanoseconds (TestClock) read back a fraction short of a fractional bound
-        // would leave a wait of less than a nanosecond, over and over
+        // each process's bound is jittered (80–100 %), so after a crashed holder the first to give up publishes for
+        // the rest; never past the point where this process's own token stops being usable (its callers would
+        // block); in whole milliseconds, since a nanosecond clock (TestClock) could wake a waiter a fraction short of
+        // a fractional bound, leaving it a wait shorter than a nanosecond, over and over
         waitUntil ??= Math.floor(Math.min(
           now + options.waitMillis * (0.8 + 0.2 * (yield* Random.next)),
           current === undefined
